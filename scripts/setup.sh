@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Idempotent machine setup for edgemig on Debian 12 (bookworm), run as root.
+# Installs QEMU >= 10 from bookworm-backports, iproute2, busybox-static, cpio,
+# mptcpd (mptcpize), and extracts the Debian cloud kernel + the guest modules
+# into $EDGEMIG_KERNEL_DIR (default: <repo>/target/guest-kernel).
+# Everything comes from the Debian package archive; nothing else is fetched.
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+kernel_dir=${EDGEMIG_KERNEL_DIR:-$repo/target/guest-kernel}
+
+log() { printf 'setup: %s\n' "$*" >&2; }
+
+if [[ $(id -u) -ne 0 ]]; then
+  log "must run as root (it installs packages)"; exit 1
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+
+# 1. bookworm-backports (QEMU 10 lives there; bookworm has 7.2).
+if ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+  log "adding bookworm-backports to apt sources"
+  cat > /etc/apt/sources.list.d/edgemig-backports.sources <<'SRC'
+Types: deb
+URIs: http://deb.debian.org/debian
+Suites: bookworm-backports
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+  apt_updated=no
+fi
+
+qemu_ok() {
+  command -v qemu-system-x86_64 >/dev/null || return 1
+  local major
+  major=$(qemu-system-x86_64 --version | sed -n 's/.*version \([0-9]*\)\..*/\1/p' | head -n1)
+  [[ -n $major && $major -ge 10 ]]
+}
+
+need=()
+qemu_ok || need+=(qemu-system-x86)
+for bin in ip:iproute2 busybox:busybox-static cpio:cpio mptcpize:mptcpd socat:socat zstd:zstd; do
+  command -v "${bin%%:*}" >/dev/null || need+=("${bin#*:}")
+done
+[[ -x /bin/busybox ]] || need+=(busybox-static)
+
+if ((${#need[@]})) || [[ ${apt_updated:-yes} == no ]]; then
+  log "installing: ${need[*]:-(sources only)}"
+  apt-get update -qq
+  if ((${#need[@]})); then
+    apt-get install -y -qq --no-install-recommends -t bookworm-backports "${need[@]}" >/dev/null
+  fi
+fi
+qemu_ok || { log "QEMU >= 10 still missing after install"; exit 1; }
+
+# 2. Guest kernel: the Debian cloud kernel, vmlinuz + the modules the guest needs.
+if [[ ! -f $kernel_dir/vmlinuz || ! -f $kernel_dir/modules/.complete ]]; then
+  log "fetching the Debian cloud kernel into $kernel_dir"
+  [[ -n $(apt-cache policy linux-image-cloud-amd64 | sed -n 's/ *Candidate: //p' | grep -v none) ]] || apt-get update -qq
+  pkg=$(apt-cache depends linux-image-cloud-amd64 | sed -n 's/ *Depends: \(linux-image-[0-9].*\)/\1/p' | head -n1)
+  [[ -n $pkg ]] || { log "cannot resolve linux-image-cloud-amd64"; exit 1; }
+  work=$(mktemp -d)
+  trap 'rm -rf "$work"' EXIT
+  (cd "$work" && apt-get download -qq "$pkg")
+  dpkg-deb -x "$work"/*.deb "$work/root"
+  rm -rf "$kernel_dir"
+  mkdir -p "$kernel_dir/modules"
+  cp "$work"/root/boot/vmlinuz-* "$kernel_dir/vmlinuz"
+  kver=$(ls "$work/root/lib/modules")
+  echo "$kver" > "$kernel_dir/version"
+  # Modules in load order (dependencies first). Missing ones are built in.
+  for m in failover net_failover virtio_net virtio_blk virtio_console; do
+    f=$(find "$work/root/lib/modules/$kver" -name "$m.ko*" | head -n1)
+    if [[ -n $f ]]; then cp "$f" "$kernel_dir/modules/"; echo "$(basename "$f")" >> "$kernel_dir/modules/order"; fi
+  done
+  touch "$kernel_dir/modules/.complete"
+fi
+log "ready: $(qemu-system-x86_64 --version | head -n1); kernel $(cat "$kernel_dir/version")"
