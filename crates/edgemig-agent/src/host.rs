@@ -1,0 +1,96 @@
+//! Facts about the host the agent runs on: memory, process liveness.
+
+use std::path::Path;
+
+/// Memory figures from `/proc/meminfo`, in MiB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostMemory {
+    /// `MemTotal`.
+    pub total_mib: u64,
+    /// `MemAvailable`.
+    pub available_mib: u64,
+}
+
+/// Reads `/proc/meminfo`.
+pub fn memory() -> std::io::Result<HostMemory> {
+    parse_meminfo(&std::fs::read_to_string("/proc/meminfo")?).ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::InvalidData, "unexpected /proc/meminfo")
+    })
+}
+
+fn parse_meminfo(text: &str) -> Option<HostMemory> {
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().strip_suffix("kB")?.trim().parse::<u64>().ok())
+            .map(|kib| kib / 1024)
+    };
+    Some(HostMemory {
+        total_mib: field("MemTotal:")?,
+        available_mib: field("MemAvailable:")?,
+    })
+}
+
+/// Whether process `pid` exists and its command line contains `marker`
+/// (guards against a recycled pid).
+pub fn process_matches(pid: u32, marker: &Path) -> bool {
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    let marker = marker.as_os_str().as_encoded_bytes();
+    cmdline.windows(marker.len()).any(|w| w == marker)
+}
+
+/// Whether process `pid` still exists (and is not a zombie).
+pub fn process_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X"),
+        Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_meminfo() {
+        let m = parse_meminfo("MemTotal:       24576000 kB\nMemFree: 1 kB\nMemAvailable:   2048000 kB\n").unwrap();
+        assert_eq!(m, HostMemory { total_mib: 24000, available_mib: 2000 });
+        assert!(parse_meminfo("nothing").is_none());
+    }
+
+    #[test]
+    fn own_process_is_alive_and_matches() {
+        let me = std::process::id();
+        assert!(process_alive(me));
+        let exe = std::env::current_exe().unwrap();
+        assert!(process_matches(me, Path::new(exe.file_name().unwrap())));
+        assert!(!process_matches(me, Path::new("no-such-marker-xyz")));
+        assert!(memory().unwrap().total_mib > 0);
+    }
+}
+
+/// Waits until process `pid` (not necessarily a child) exits, without
+/// polling: a pidfd becomes readable when the process ends.
+pub async fn wait_exit(pid: u32) -> std::io::Result<()> {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+    let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    if raw < 0 {
+        let err = std::io::Error::last_os_error();
+        return if err.raw_os_error() == Some(libc::ESRCH) { Ok(()) } else { Err(err) };
+    }
+    let raw = i32::try_from(raw).map_err(|_| std::io::Error::other("pidfd out of range"))?;
+    // SAFETY: `raw` is a fresh pidfd that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    // SAFETY: `fd` is an OwnedFd moved into the AsyncFd; it stays open and
+    // refers to the same pidfd until the AsyncFd is dropped.
+    let async_fd = unsafe {
+        tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE)?
+    };
+    let _guard = async_fd.readable().await?;
+    Ok(())
+}

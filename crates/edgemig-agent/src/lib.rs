@@ -1,0 +1,17 @@
+//! `edgemigd`, the host agent of one edge site: it reads the site config,
+//! runs VMs as supervised QEMU processes (driven over QMP), keeps their
+//! definitions in an embedded store, and serves the HTTP/JSON API.
+
+pub mod config;
+pub mod guest_channel;
+pub mod host;
+pub mod http;
+pub mod manager;
+pub mod netdev;
+pub mod qemu;
+pub mod server;
+pub mod store;
+pub mod vm;
+
+pub use config::SiteConfig;
+pub use server::run;

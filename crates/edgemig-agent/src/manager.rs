@@ -1,0 +1,483 @@
+//! The VM manager: lifecycle of the site's VMs (create, start, stop,
+//! delete), supervision of their QEMU processes, and re-attachment to VMs
+//! that kept running while the agent was down.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use edgemig_api::{NicInfo, SiteInfo, VmCreate, VmInfo, VmState};
+use edgemig_guest_proto::{GuestReply, GuestRequest};
+use edgemig_qmp::Qmp;
+use tokio::sync::Mutex;
+
+use crate::config::SiteConfig;
+use crate::guest_channel::{GuestChannel, GuestChannelError};
+use crate::host;
+use crate::netdev::{Netdev, NetdevError};
+use crate::qemu::{self, LaunchError, QemuVersion, VmFiles, VmLaunch};
+use crate::store::{Store, StoreError};
+use crate::vm::{self, VmRecord};
+
+/// How long a guest request may wait for the guest agent to come up.
+const GUEST_READY_TIMEOUT: Duration = Duration::from_secs(90);
+/// How long one guest request may take once sent.
+const GUEST_REQUEST_TIMEOUT: Duration = Duration::from_secs(600);
+/// How long QEMU gets to exit after `quit` before it is killed.
+const QUIT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest guest RAM accepted, in MiB.
+const MAX_MEMORY_MIB: u64 = 1 << 20;
+
+/// Errors of VM operations; each maps to one API error code.
+#[derive(Debug, thiserror::Error)]
+pub enum ManagerError {
+    /// Bad input.
+    #[error("{0}")]
+    Invalid(String),
+    /// No such VM.
+    #[error("No VM named {0:?} at this site")]
+    NotFound(String),
+    /// Conflicts with the current state.
+    #[error("{0}")]
+    Conflict(String),
+    /// Something needed is missing now.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The guest agent failed the request or is not reachable.
+    #[error("Guest request failed")]
+    Guest(#[source] GuestChannelError),
+    /// QEMU refused or failed.
+    #[error("Cannot start QEMU")]
+    Launch(#[source] LaunchError),
+    /// QMP failed.
+    #[error("QMP request failed")]
+    Qmp(#[source] edgemig_qmp::QmpError),
+    /// Host networking failed.
+    #[error("Host network set-up failed")]
+    Netdev(#[source] NetdevError),
+    /// The store failed.
+    #[error("VM store failed")]
+    Store(#[source] StoreError),
+    /// File system work failed.
+    #[error("{what}")]
+    Io {
+        /// What was attempted.
+        what: String,
+        /// Why it failed.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A running VM's live connections.
+#[derive(Debug, Clone)]
+struct Live {
+    qmp: Qmp,
+    guest: GuestChannel,
+    pid: u32,
+}
+
+/// The VM manager of one site.
+#[derive(Debug)]
+pub struct Manager {
+    config: SiteConfig,
+    qemu_version: QemuVersion,
+    store: Store,
+    netdev: Netdev,
+    bridge_index: u32,
+    live: Mutex<HashMap<String, Live>>,
+    /// Serializes lifecycle changes (create, start, stop, delete).
+    ops: Mutex<()>,
+}
+
+fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ManagerError {
+    let what = what.into();
+    move |source| ManagerError::Io { what, source }
+}
+
+impl Manager {
+    /// Checks QEMU, opens the store, sets up the VM bridge and re-attaches to
+    /// VMs that are still running.
+    pub async fn open(config: SiteConfig) -> Result<Arc<Self>, crate::server::AgentError> {
+        use crate::server::AgentError;
+        let qemu_version = qemu::check_binary(&config.qemu.binary).map_err(AgentError::Qemu)?;
+        std::fs::create_dir_all(config.state_dir.join("vms")).map_err(|source| AgentError::StateDir {
+            path: config.state_dir.clone(),
+            source,
+        })?;
+        let store = Store::open(&config.state_dir.join("store.redb")).map_err(AgentError::Store)?;
+        let netdev = Netdev::connect().map_err(AgentError::Netdev)?;
+        let net = &config.vm_network;
+        let bridge_index = netdev
+            .ensure_bridge(&net.bridge, net.gateway(), net.subnet.prefix_len())
+            .await
+            .map_err(AgentError::Netdev)?;
+        let manager = Arc::new(Self {
+            config,
+            qemu_version,
+            store,
+            netdev,
+            bridge_index,
+            live: Mutex::new(HashMap::new()),
+            ops: Mutex::new(()),
+        });
+        manager.reattach_all().await.map_err(AgentError::Reattach)?;
+        Ok(manager)
+    }
+
+    /// What the agent says about its site.
+    pub async fn site(&self) -> Result<SiteInfo, ManagerError> {
+        Ok(SiteInfo {
+            site: self.config.site.clone(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            qemu_version: self.qemu_version.to_string(),
+            vm_subnet: self.config.vm_network.subnet.to_string(),
+            vms: self.store.all().map_err(ManagerError::Store)?.len(),
+        })
+    }
+
+    fn files(&self, name: &str) -> VmFiles {
+        VmFiles::new(self.config.state_dir.join("vms").join(name))
+    }
+
+    fn record(&self, name: &str) -> Result<VmRecord, ManagerError> {
+        self.store
+            .all()
+            .map_err(ManagerError::Store)?
+            .into_iter()
+            .find(|r| r.name == name)
+            .ok_or_else(|| ManagerError::NotFound(name.to_string()))
+    }
+
+    async fn info(&self, record: &VmRecord) -> VmInfo {
+        let live = self.live.lock().await.get(&record.name).cloned();
+        let files = self.files(&record.name);
+        let prefix = self.config.vm_network.subnet.prefix_len();
+        let running = record.state == VmState::Running;
+        let nics = (0..2u8)
+            .map(|i| NicInfo {
+                name: format!("nic{i}"),
+                mac: record.mac(i),
+                tap: record.tap_name(i),
+                bridge: (i == 0).then(|| self.config.vm_network.bridge.clone()),
+                link_up: running && i == 0,
+                address: (i == 0).then(|| format!("{}/{prefix}", record.address)),
+            })
+            .collect();
+        VmInfo {
+            name: record.name.clone(),
+            state: record.state,
+            memory_mib: record.memory_mib,
+            vcpus: record.vcpus,
+            disk_mib: record.disk_mib,
+            pid: record.pid,
+            nics,
+            guest: live.and_then(|l| l.guest.agent()),
+            serial_log: files.serial_log().display().to_string(),
+            qmp_socket: files.qmp().display().to_string(),
+        }
+    }
+
+    /// All VMs of the site.
+    pub async fn list(&self) -> Result<Vec<VmInfo>, ManagerError> {
+        let mut out = Vec::new();
+        for record in self.store.all().map_err(ManagerError::Store)? {
+            out.push(self.info(&record).await);
+        }
+        Ok(out)
+    }
+
+    /// One VM.
+    pub async fn get(&self, name: &str) -> Result<VmInfo, ManagerError> {
+        let record = self.record(name)?;
+        Ok(self.info(&record).await)
+    }
+
+    /// Defines a new VM (and creates its data disk).
+    pub async fn create(&self, spec: VmCreate) -> Result<VmInfo, ManagerError> {
+        let _op = self.ops.lock().await;
+        if !vm::is_valid_name(&spec.name) {
+            return Err(ManagerError::Invalid(format!(
+                "Invalid VM name {:?}: use 1-32 of [a-z0-9-], starting with a letter",
+                spec.name
+            )));
+        }
+        let total = host::memory().map_err(io_err("Cannot read /proc/meminfo"))?.total_mib;
+        if spec.memory_mib < 16 || spec.memory_mib > MAX_MEMORY_MIB {
+            return Err(ManagerError::Invalid(format!(
+                "Memory {} MiB out of range (16 MiB to {MAX_MEMORY_MIB} MiB)",
+                spec.memory_mib
+            )));
+        }
+        if spec.memory_mib > total {
+            return Err(ManagerError::Invalid(format!(
+                "Memory {} MiB is more than this host has ({total} MiB)",
+                spec.memory_mib
+            )));
+        }
+        if spec.vcpus == 0 || spec.vcpus > 64 {
+            return Err(ManagerError::Invalid(format!("vcpus {} out of range (1 to 64)", spec.vcpus)));
+        }
+        if spec.disk_mib == Some(0) {
+            return Err(ManagerError::Invalid("Disk size must be at least 1 MiB".into()));
+        }
+        let records = self.store.all().map_err(ManagerError::Store)?;
+        if records.iter().any(|r| r.name == spec.name) {
+            return Err(ManagerError::Conflict(format!("A VM named {:?} already exists", spec.name)));
+        }
+        let net = &self.config.vm_network;
+        let taken: Vec<_> = records.iter().map(|r| r.address).collect();
+        let address = vm::allocate_address(net.subnet, net.gateway(), &taken)
+            .ok_or_else(|| ManagerError::Conflict(format!("No free address left in {}", net.subnet)))?;
+        let id = records.iter().map(|r| r.id).max().map_or(1, |m| m + 1);
+        let record = VmRecord {
+            name: spec.name,
+            id,
+            memory_mib: spec.memory_mib,
+            vcpus: spec.vcpus,
+            disk_mib: spec.disk_mib,
+            address,
+            state: VmState::Stopped,
+            pid: None,
+        };
+        let files = self.files(&record.name);
+        let created = self.create_files(&record, &files).await;
+        if let Err(e) = created.and_then(|()| self.store.put(&record).map_err(ManagerError::Store)) {
+            let _ = std::fs::remove_dir_all(&files.dir);
+            return Err(e);
+        }
+        tracing::info!(vm = %record.name, memory_mib = record.memory_mib, %address, "VM created");
+        Ok(self.info(&record).await)
+    }
+
+    async fn create_files(&self, record: &VmRecord, files: &VmFiles) -> Result<(), ManagerError> {
+        if files.dir.exists() {
+            std::fs::remove_dir_all(&files.dir).map_err(io_err(format!("Cannot clear {}", files.dir.display())))?;
+        }
+        std::fs::create_dir_all(&files.dir).map_err(io_err(format!("Cannot create {}", files.dir.display())))?;
+        if let Some(mib) = record.disk_mib {
+            let out = tokio::process::Command::new("qemu-img")
+                .args(["create", "-q", "-f", "qcow2"])
+                .arg(files.data_disk())
+                .arg(format!("{mib}M"))
+                .output()
+                .await
+                .map_err(io_err("Cannot run qemu-img (package qemu-utils)"))?;
+            if !out.status.success() {
+                return Err(ManagerError::Io {
+                    what: "qemu-img create failed".into(),
+                    source: std::io::Error::other(String::from_utf8_lossy(&out.stderr).trim().to_string()),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn image(&self) -> Result<(PathBuf, PathBuf), ManagerError> {
+        let kernel = self.config.image_dir.join("vmlinuz");
+        let initramfs = self.config.image_dir.join("initramfs.cpio");
+        if !kernel.is_file() || !initramfs.is_file() {
+            return Err(ManagerError::Unavailable(format!(
+                "Guest image missing in {}: run `edgemig image build --out {}`",
+                self.config.image_dir.display(),
+                self.config.image_dir.display()
+            )));
+        }
+        Ok((kernel, initramfs))
+    }
+
+    /// Starts a stopped VM and returns once QEMU runs (the guest boots on).
+    pub async fn start(self: &Arc<Self>, name: &str) -> Result<VmInfo, ManagerError> {
+        let _op = self.ops.lock().await;
+        let mut record = self.record(name)?;
+        if record.state == VmState::Running {
+            return Err(ManagerError::Conflict(format!("VM {name:?} is already running")));
+        }
+        let (kernel, initramfs) = self.image()?;
+        let available = host::memory().map_err(io_err("Cannot read /proc/meminfo"))?.available_mib;
+        if record.memory_mib > available {
+            return Err(ManagerError::Conflict(format!(
+                "Not enough free memory for VM {name:?}: it needs {} MiB, the host has {available} MiB available",
+                record.memory_mib
+            )));
+        }
+        let files = self.files(name);
+        for stale in [files.qmp(), files.guest_channel()] {
+            let _ = std::fs::remove_file(stale);
+        }
+        let args = qemu::build_args(&VmLaunch {
+            record: &record,
+            files: &files,
+            kernel: &kernel,
+            initramfs: &initramfs,
+            accel: &self.config.qemu.accel,
+            prefix_len: self.config.vm_network.subnet.prefix_len(),
+            gateway: self.config.vm_network.gateway(),
+        });
+        let pid = qemu::launch(&self.config.qemu.binary, &args, &files.pidfile())
+            .await
+            .map_err(ManagerError::Launch)?;
+        match self.finish_start(&record, &files, pid).await {
+            Ok(live) => {
+                record.state = VmState::Running;
+                record.pid = Some(pid);
+                self.store.put(&record).map_err(ManagerError::Store)?;
+                self.live.lock().await.insert(name.to_string(), live);
+                self.supervise(name.to_string(), pid);
+                tracing::info!(vm = name, pid, "VM started");
+                Ok(self.info(&record).await)
+            }
+            Err(e) => {
+                tracing::warn!(vm = name, pid, error = %e, "start failed; ending QEMU");
+                let _ = qemu::kill(pid, libc::SIGKILL);
+                qemu::wait_gone(pid, QUIT_TIMEOUT).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Connects QMP and the guest channel, wires the NICs and resumes the VM.
+    async fn finish_start(&self, record: &VmRecord, files: &VmFiles, pid: u32) -> Result<Live, ManagerError> {
+        let (qmp, _events) = Qmp::connect(files.qmp()).await.map_err(ManagerError::Qmp)?;
+        qmp.set_link(&qemu::nic_id(1), false).await.map_err(ManagerError::Qmp)?;
+        self.netdev
+            .attach(&record.tap_name(0), Some(self.bridge_index))
+            .await
+            .map_err(ManagerError::Netdev)?;
+        self.netdev
+            .attach(&record.tap_name(1), None)
+            .await
+            .map_err(ManagerError::Netdev)?;
+        let guest = GuestChannel::connect(&files.guest_channel())
+            .await
+            .map_err(ManagerError::Guest)?;
+        qmp.cont().await.map_err(ManagerError::Qmp)?;
+        Ok(Live { qmp, guest, pid })
+    }
+
+    /// Watches QEMU `pid` and records a crash when it exits unasked.
+    fn supervise(self: &Arc<Self>, name: String, pid: u32) {
+        let manager = Arc::downgrade(self);
+        tokio::spawn(async move {
+            if let Err(error) = host::wait_exit(pid).await {
+                tracing::warn!(vm = %name, pid, %error, "cannot watch QEMU");
+                return;
+            }
+            let Some(manager) = manager.upgrade() else { return };
+            let _op = manager.ops.lock().await;
+            let mut live = manager.live.lock().await;
+            if live.get(&name).is_some_and(|l| l.pid == pid) {
+                live.remove(&name);
+                drop(live);
+                if let Ok(mut record) = manager.record(&name) {
+                    record.state = VmState::Crashed;
+                    record.pid = None;
+                    let _ = manager.store.put(&record);
+                }
+                tracing::warn!(vm = %name, pid, "QEMU exited unexpectedly");
+            }
+        });
+    }
+
+    /// Stops a running VM (QEMU quits; the guest gets no shutdown).
+    pub async fn stop(&self, name: &str) -> Result<VmInfo, ManagerError> {
+        let _op = self.ops.lock().await;
+        let mut record = self.record(name)?;
+        let live = self.live.lock().await.remove(name);
+        if record.state != VmState::Running {
+            return Err(ManagerError::Conflict(format!("VM {name:?} is not running ({})", record.state)));
+        }
+        if let Some(pid) = record.pid {
+            if let Some(live) = &live {
+                let _ = tokio::time::timeout(QUIT_TIMEOUT, live.qmp.quit()).await;
+            }
+            if !qemu::wait_gone(pid, QUIT_TIMEOUT).await {
+                tracing::warn!(vm = name, pid, "QEMU ignored quit; killing it");
+                let _ = qemu::kill(pid, libc::SIGKILL);
+                qemu::wait_gone(pid, QUIT_TIMEOUT).await;
+            }
+        }
+        record.state = VmState::Stopped;
+        record.pid = None;
+        self.store.put(&record).map_err(ManagerError::Store)?;
+        tracing::info!(vm = name, "VM stopped");
+        Ok(self.info(&record).await)
+    }
+
+    /// Deletes a stopped VM and its files.
+    pub async fn delete(&self, name: &str) -> Result<(), ManagerError> {
+        let _op = self.ops.lock().await;
+        let record = self.record(name)?;
+        if record.state == VmState::Running {
+            return Err(ManagerError::Conflict(format!("VM {name:?} is running: stop it first")));
+        }
+        let files = self.files(name);
+        if files.dir.exists() {
+            std::fs::remove_dir_all(&files.dir).map_err(io_err(format!("Cannot remove {}", files.dir.display())))?;
+        }
+        self.store.remove(name).map_err(ManagerError::Store)?;
+        tracing::info!(vm = name, "VM deleted");
+        Ok(())
+    }
+
+    /// Sends one request to the VM's guest agent.
+    pub async fn guest(&self, name: &str, request: GuestRequest) -> Result<GuestReply, ManagerError> {
+        let record = self.record(name)?;
+        let live = self.live.lock().await.get(name).cloned();
+        let Some(live) = live.filter(|_| record.state == VmState::Running) else {
+            return Err(ManagerError::Conflict(format!("VM {name:?} is not running ({})", record.state)));
+        };
+        live.guest.wait_ready(GUEST_READY_TIMEOUT).await.map_err(ManagerError::Guest)?;
+        live.guest
+            .request(request, GUEST_REQUEST_TIMEOUT)
+            .await
+            .map_err(ManagerError::Guest)
+    }
+
+    /// Finds the VMs recorded as running: re-attaches to those whose QEMU
+    /// still runs, marks the others crashed.
+    async fn reattach_all(self: &Arc<Self>) -> Result<(), ManagerError> {
+        for mut record in self.store.all().map_err(ManagerError::Store)? {
+            if record.state != VmState::Running {
+                continue;
+            }
+            let files = self.files(&record.name);
+            let alive = record.pid.is_some_and(|pid| host::process_matches(pid, &files.qmp()));
+            let attached = match (alive, record.pid) {
+                (true, Some(pid)) => self.reattach(&record, &files, pid).await,
+                _ => Err(ManagerError::Unavailable("QEMU is gone".into())),
+            };
+            match attached {
+                Ok(live) => {
+                    let pid = live.pid;
+                    self.live.lock().await.insert(record.name.clone(), live);
+                    self.supervise(record.name.clone(), pid);
+                    tracing::info!(vm = %record.name, pid, "re-attached to running VM");
+                }
+                Err(error) => {
+                    tracing::warn!(vm = %record.name, %error, "VM no longer running; marked crashed");
+                    record.state = VmState::Crashed;
+                    record.pid = None;
+                    self.store.put(&record).map_err(ManagerError::Store)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn reattach(&self, record: &VmRecord, files: &VmFiles, pid: u32) -> Result<Live, ManagerError> {
+        let (qmp, _events) = Qmp::connect(files.qmp()).await.map_err(ManagerError::Qmp)?;
+        let guest = GuestChannel::connect(&files.guest_channel())
+            .await
+            .map_err(ManagerError::Guest)?;
+        let hello = guest.clone();
+        let name = record.name.clone();
+        tokio::spawn(async move {
+            if let Err(error) = hello.request(GuestRequest::Hello, GUEST_READY_TIMEOUT).await {
+                tracing::warn!(vm = %name, %error, "guest agent did not answer after re-attach");
+            }
+        });
+        Ok(Live { qmp, guest, pid })
+    }
+}

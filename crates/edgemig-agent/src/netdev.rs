@@ -1,0 +1,128 @@
+//! Host network devices of the site's VM network, through rtnetlink: the VM
+//! bridge with its gateway address, and QEMU's TAP devices attached to it.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use futures_util::TryStreamExt;
+use rtnetlink::{Handle, LinkBridge, LinkUnspec};
+
+/// Errors of network device set-up.
+#[derive(Debug, thiserror::Error)]
+pub enum NetdevError {
+    /// The netlink socket could not be opened.
+    #[error("Cannot open a netlink socket")]
+    Connect(#[source] std::io::Error),
+    /// A netlink request failed.
+    #[error("Netlink request failed: {what}")]
+    Request {
+        /// What was attempted.
+        what: String,
+        /// The kernel's answer.
+        #[source]
+        source: rtnetlink::Error,
+    },
+    /// A device does not exist.
+    #[error("Network device {0} not found")]
+    NotFound(String),
+}
+
+/// A netlink handle in the agent's network namespace.
+#[derive(Debug, Clone)]
+pub struct Netdev {
+    handle: Handle,
+}
+
+fn is_exists(err: &rtnetlink::Error) -> bool {
+    matches!(err, rtnetlink::Error::NetlinkError(m) if m.raw_code() == -libc::EEXIST)
+}
+
+impl Netdev {
+    /// Opens a netlink connection (driven by a tokio task).
+    pub fn connect() -> Result<Self, NetdevError> {
+        let (connection, handle, _) = rtnetlink::new_connection().map_err(NetdevError::Connect)?;
+        tokio::spawn(connection);
+        Ok(Self { handle })
+    }
+
+    /// Index of the device named `name`, if it exists.
+    pub async fn index_of(&self, name: &str) -> Result<Option<u32>, NetdevError> {
+        let mut links = self.handle.link().get().match_name(name.to_string()).execute();
+        match links.try_next().await {
+            Ok(Some(msg)) => Ok(Some(msg.header.index)),
+            Ok(None) => Ok(None),
+            Err(rtnetlink::Error::NetlinkError(m)) if m.raw_code() == -libc::ENODEV => Ok(None),
+            Err(source) => Err(NetdevError::Request {
+                what: format!("look up {name}"),
+                source,
+            }),
+        }
+    }
+
+    /// Creates the bridge `name` if missing, gives it `gateway/prefix_len`
+    /// and brings it up. Returns its index.
+    pub async fn ensure_bridge(&self, name: &str, gateway: Ipv4Addr, prefix_len: u8) -> Result<u32, NetdevError> {
+        if self.index_of(name).await?.is_none() {
+            let add = self.handle.link().add(LinkBridge::new(name).up().build()).execute().await;
+            if let Err(source) = add {
+                if !is_exists(&source) {
+                    return Err(NetdevError::Request {
+                        what: format!("create bridge {name}"),
+                        source,
+                    });
+                }
+            }
+        }
+        let index = self
+            .index_of(name)
+            .await?
+            .ok_or_else(|| NetdevError::NotFound(name.to_string()))?;
+        let addr = self
+            .handle
+            .address()
+            .add(index, IpAddr::V4(gateway), prefix_len)
+            .execute()
+            .await;
+        if let Err(source) = addr {
+            if !is_exists(&source) {
+                return Err(NetdevError::Request {
+                    what: format!("add {gateway}/{prefix_len} to {name}"),
+                    source,
+                });
+            }
+        }
+        self.set_up(index, name).await?;
+        Ok(index)
+    }
+
+    async fn set_up(&self, index: u32, name: &str) -> Result<(), NetdevError> {
+        self.handle
+            .link()
+            .set(LinkUnspec::new_with_index(index).up().build())
+            .execute()
+            .await
+            .map_err(|source| NetdevError::Request {
+                what: format!("set {name} up"),
+                source,
+            })
+    }
+
+    /// Brings device `name` up and, with `bridge`, attaches it there.
+    pub async fn attach(&self, name: &str, bridge: Option<u32>) -> Result<(), NetdevError> {
+        let index = self
+            .index_of(name)
+            .await?
+            .ok_or_else(|| NetdevError::NotFound(name.to_string()))?;
+        if let Some(bridge) = bridge {
+            self.handle
+                .link()
+                .set(LinkUnspec::new_with_index(index).controller(bridge).build())
+                .execute()
+                .await
+                .map_err(|source| NetdevError::Request {
+                    what: format!("attach {name} to bridge {bridge}"),
+                    source,
+                })?;
+        }
+        self.set_up(index, name).await
+    }
+}

@@ -1,0 +1,185 @@
+//! The QEMU command line of a VM, built from its record and the site config
+//! without I/O so it can be checked in tests.
+
+use std::ffi::OsString;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use edgemig_guest_proto::PORT_NAME;
+
+use crate::vm::VmRecord;
+
+/// Paths of a VM's files in its state directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmFiles {
+    /// The VM's directory.
+    pub dir: PathBuf,
+}
+
+impl VmFiles {
+    /// Files of the VM in `dir`.
+    pub fn new(dir: PathBuf) -> Self {
+        Self { dir }
+    }
+    /// QMP socket.
+    pub fn qmp(&self) -> PathBuf {
+        self.dir.join("qmp.sock")
+    }
+    /// Host end of the guest agent's virtio-serial port.
+    pub fn guest_channel(&self) -> PathBuf {
+        self.dir.join("guest.sock")
+    }
+    /// Serial console log.
+    pub fn serial_log(&self) -> PathBuf {
+        self.dir.join("serial.log")
+    }
+    /// QEMU pid file.
+    pub fn pidfile(&self) -> PathBuf {
+        self.dir.join("qemu.pid")
+    }
+    /// QEMU's own log (errors after daemonizing).
+    pub fn qemu_log(&self) -> PathBuf {
+        self.dir.join("qemu.log")
+    }
+    /// Data disk image.
+    pub fn data_disk(&self) -> PathBuf {
+        self.dir.join("data.qcow2")
+    }
+}
+
+/// Everything the command line depends on besides the record.
+#[derive(Debug, Clone)]
+pub struct VmLaunch<'a> {
+    /// The VM.
+    pub record: &'a VmRecord,
+    /// Its files.
+    pub files: &'a VmFiles,
+    /// Guest kernel.
+    pub kernel: &'a Path,
+    /// Guest initramfs.
+    pub initramfs: &'a Path,
+    /// Accelerator (`tcg`, `kvm`).
+    pub accel: &'a str,
+    /// Prefix length of the site's VM subnet.
+    pub prefix_len: u8,
+    /// Gateway of the site's VM network.
+    pub gateway: Ipv4Addr,
+}
+
+/// QMP id of NIC `index` (used with `set_link`).
+pub fn nic_id(index: u8) -> String {
+    format!("nic{index}")
+}
+
+/// The arguments after the binary name. QEMU starts paused (`-S`) and
+/// daemonizes once its devices are ready; the agent finishes set-up over QMP.
+pub fn build_args(l: &VmLaunch<'_>) -> Vec<OsString> {
+    let r = l.record;
+    let f = l.files;
+    let mut args: Vec<OsString> = Vec::new();
+    let mut push = |s: String| args.push(OsString::from(s));
+    push("-name".into());
+    push(format!("{},process=edgemig-{}", r.name, r.name));
+    for a in ["-nodefaults", "-no-user-config", "-display", "none", "-S", "-daemonize"] {
+        push(a.into());
+    }
+    push("-accel".into());
+    push(l.accel.into());
+    push("-machine".into());
+    push("q35".into());
+    push("-m".into());
+    push(format!("{}M", r.memory_mib));
+    push("-smp".into());
+    push(r.vcpus.to_string());
+    push("-kernel".into());
+    push(l.kernel.display().to_string());
+    push("-initrd".into());
+    push(l.initramfs.display().to_string());
+    push("-append".into());
+    push(format!(
+        "console=ttyS0 panic=-1 quiet edgemig.ip0={}/{} edgemig.gw={}",
+        r.address, l.prefix_len, l.gateway
+    ));
+    push("-pidfile".into());
+    push(f.pidfile().display().to_string());
+    push("-serial".into());
+    push(format!("file:{}", f.serial_log().display()));
+    push("-D".into());
+    push(f.qemu_log().display().to_string());
+    push("-qmp".into());
+    push(format!("unix:{},server=on,wait=off", f.qmp().display()));
+    push("-device".into());
+    push("virtio-serial-pci,id=vser0".into());
+    push("-chardev".into());
+    push(format!(
+        "socket,id=guestch,path={},server=on,wait=off",
+        f.guest_channel().display()
+    ));
+    push("-device".into());
+    push(format!("virtserialport,chardev=guestch,name={PORT_NAME}"));
+    for index in 0..2u8 {
+        push("-netdev".into());
+        push(format!(
+            "tap,id=net{index},ifname={},script=no,downscript=no",
+            r.tap_name(index)
+        ));
+        push("-device".into());
+        push(format!(
+            "virtio-net-pci,netdev=net{index},id={},mac={}",
+            nic_id(index),
+            r.mac(index)
+        ));
+    }
+    if r.disk_mib.is_some() {
+        push("-blockdev".into());
+        push(format!(
+            "driver=qcow2,node-name=data0,file.driver=file,file.filename={}",
+            f.data_disk().display()
+        ));
+        push("-device".into());
+        push("virtio-blk-pci,drive=data0,id=vdisk0".into());
+    }
+    args
+}
+
+#[cfg(test)]
+mod tests {
+    use edgemig_api::VmState;
+
+    use super::*;
+
+    #[test]
+    fn command_line_has_two_nics_agent_port_and_no_user_netdev() {
+        let record = VmRecord {
+            name: "vm1".into(),
+            id: 3,
+            memory_mib: 256,
+            vcpus: 1,
+            disk_mib: Some(64),
+            address: Ipv4Addr::new(10, 10, 0, 2),
+            state: VmState::Stopped,
+            pid: None,
+        };
+        let files = VmFiles::new("/s/vms/vm1".into());
+        let args = build_args(&VmLaunch {
+            record: &record,
+            files: &files,
+            kernel: Path::new("/img/vmlinuz"),
+            initramfs: Path::new("/img/initramfs.cpio"),
+            accel: "tcg",
+            prefix_len: 24,
+            gateway: Ipv4Addr::new(10, 10, 0, 1),
+        });
+        let line: Vec<String> = args.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+        let joined = line.join(" ");
+        assert!(joined.contains("-accel tcg"));
+        assert!(joined.contains("-m 256M"));
+        assert!(joined.contains("edgemig.ip0=10.10.0.2/24 edgemig.gw=10.10.0.1"));
+        assert!(joined.contains("id=nic0,mac=52:54:00:00:00:03"));
+        assert!(joined.contains("id=nic1,mac=52:54:01:00:00:03"));
+        assert!(joined.contains("ifname=emv3n1"));
+        assert!(joined.contains(&format!("name={PORT_NAME}")));
+        assert!(joined.contains("/s/vms/vm1/data.qcow2"));
+        assert!(!joined.contains("user"), "never -netdev user: {joined}");
+    }
+}

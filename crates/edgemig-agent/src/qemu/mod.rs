@@ -1,0 +1,10 @@
+//! Running QEMU: checking the binary, building its command line, starting
+//! and ending the process.
+
+mod binary;
+mod cmdline;
+mod process;
+
+pub use binary::{MIN_MAJOR, QemuBinaryError, QemuVersion, check_binary};
+pub use cmdline::{VmFiles, VmLaunch, build_args, nic_id};
+pub use process::{LaunchError, kill, launch, wait_gone};

@@ -1,0 +1,85 @@
+//! Running the agent: open the manager, serve the API on the local Unix
+//! socket until `shutdown` resolves. Running VMs keep running when the agent
+//! stops; the next agent re-attaches to them.
+
+use std::future::Future;
+use std::path::PathBuf;
+
+use tokio::net::UnixListener;
+
+use crate::config::SiteConfig;
+use crate::manager::{Manager, ManagerError};
+use crate::netdev::NetdevError;
+use crate::qemu::QemuBinaryError;
+use crate::store::StoreError;
+
+/// Errors that stop the agent.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// QEMU is missing or too old.
+    #[error("QEMU check failed")]
+    Qemu(#[source] QemuBinaryError),
+    /// The state directory is unusable.
+    #[error("Cannot use state directory {path}")]
+    StateDir {
+        /// Directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The store could not be opened.
+    #[error("Cannot open the VM store")]
+    Store(#[source] StoreError),
+    /// Host networking failed.
+    #[error("Cannot set up the VM network")]
+    Netdev(#[source] NetdevError),
+    /// Re-attaching to running VMs failed.
+    #[error("Cannot re-attach to running VMs")]
+    Reattach(#[source] ManagerError),
+    /// The API socket could not be bound.
+    #[error("Cannot listen on {path}")]
+    Bind {
+        /// Socket path.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Serving failed.
+    #[error("API server failed")]
+    Serve(#[source] std::io::Error),
+}
+
+/// Binds the config's API socket (replacing a stale one).
+pub fn bind(config: &SiteConfig) -> Result<UnixListener, AgentError> {
+    let path = &config.api_socket;
+    let bind_err = |source| AgentError::Bind {
+        path: path.clone(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(bind_err)?;
+    }
+    if std::os::unix::net::UnixStream::connect(path).is_ok() {
+        return Err(bind_err(std::io::Error::new(
+            std::io::ErrorKind::AddrInUse,
+            "another edgemigd is serving this socket",
+        )));
+    }
+    let _ = std::fs::remove_file(path);
+    UnixListener::bind(path).map_err(bind_err)
+}
+
+/// Runs the agent on `listener` until `shutdown` resolves.
+pub async fn run(config: SiteConfig, listener: UnixListener, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), AgentError> {
+    let site = config.site.clone();
+    let manager = Manager::open(config).await?;
+    tracing::info!(%site, "edgemigd ready");
+    axum::serve(listener, crate::http::router(manager))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(AgentError::Serve)?;
+    tracing::info!(%site, "edgemigd stopped; VMs keep running");
+    Ok(())
+}

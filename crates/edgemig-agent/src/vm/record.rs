@@ -1,0 +1,102 @@
+//! The persistent record of one VM and the values derived from it.
+
+use std::net::Ipv4Addr;
+
+use edgemig_api::VmState;
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+
+/// What the store keeps about one VM.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmRecord {
+    /// Unique name at this site.
+    pub name: String,
+    /// Small unique number, used for TAP names and MAC addresses.
+    pub id: u32,
+    /// Guest RAM in MiB.
+    pub memory_mib: u64,
+    /// Virtual CPUs.
+    pub vcpus: u32,
+    /// Data disk size in MiB.
+    pub disk_mib: Option<u64>,
+    /// Address of nic0 on the site's VM network.
+    pub address: Ipv4Addr,
+    /// Last known lifecycle state.
+    pub state: VmState,
+    /// QEMU pid while running.
+    pub pid: Option<u32>,
+}
+
+impl VmRecord {
+    /// TAP device of NIC `index` (0 or 1).
+    pub fn tap_name(&self, index: u8) -> String {
+        format!("emv{}n{index}", self.id)
+    }
+
+    /// MAC address of NIC `index`: QEMU's locally administered prefix, the
+    /// NIC index, then the VM id.
+    pub fn mac(&self, index: u8) -> String {
+        let [_, a, b, c] = self.id.to_be_bytes();
+        format!("52:54:{index:02x}:{a:02x}:{b:02x}:{c:02x}")
+    }
+}
+
+/// Whether `name` is a valid VM or site name: 1–32 of `[a-z0-9-]`, starting
+/// with a letter, not ending with `-`.
+pub fn is_valid_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 32
+        && bytes[0].is_ascii_lowercase()
+        && !name.ends_with('-')
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+}
+
+/// The lowest host address of `subnet` that is neither the gateway nor in
+/// `taken`.
+pub fn allocate_address(subnet: Ipv4Net, gateway: Ipv4Addr, taken: &[Ipv4Addr]) -> Option<Ipv4Addr> {
+    subnet
+        .hosts()
+        .find(|a| *a != gateway && !taken.contains(a))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert!(is_valid_name("vm1"));
+        assert!(is_valid_name("web-01"));
+        for bad in ["", "1vm", "Vm", "vm_1", "vm-", &"a".repeat(33), "a b"] {
+            assert!(!is_valid_name(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn derived_names_fit_linux_limits() {
+        let r = VmRecord {
+            name: "x".into(),
+            id: u32::MAX,
+            memory_mib: 1,
+            vcpus: 1,
+            disk_mib: None,
+            address: Ipv4Addr::LOCALHOST,
+            state: VmState::Stopped,
+            pid: None,
+        };
+        assert!(r.tap_name(1).len() <= 15);
+        assert_eq!(r.mac(1), "52:54:01:ff:ff:ff");
+    }
+
+    #[test]
+    fn allocation_skips_gateway_and_taken() {
+        let net: Ipv4Net = "10.10.0.0/29".parse().unwrap();
+        let gw = Ipv4Addr::new(10, 10, 0, 1);
+        assert_eq!(allocate_address(net, gw, &[]), Some(Ipv4Addr::new(10, 10, 0, 2)));
+        let taken: Vec<_> = (2..=6).map(|i| Ipv4Addr::new(10, 10, 0, i)).collect();
+        assert_eq!(allocate_address(net, gw, &taken), None);
+    }
+}

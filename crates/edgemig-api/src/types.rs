@@ -1,0 +1,143 @@
+//! Request and response bodies of the agent API.
+
+use std::fmt;
+
+use edgemig_guest_proto::AgentInfo;
+use serde::{Deserialize, Serialize};
+
+/// What the agent says about its site.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SiteInfo {
+    /// Site name from the agent's config.
+    pub site: String,
+    /// Version of `edgemigd`.
+    pub version: String,
+    /// Version of the QEMU binary the agent uses (`major.minor.micro`).
+    pub qemu_version: String,
+    /// Subnet of the site's VM network.
+    pub vm_subnet: String,
+    /// Number of VMs the agent knows.
+    pub vms: usize,
+}
+
+/// Body of `POST /v1/vms`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VmCreate {
+    /// Unique name of the VM at this site: 1–32 of `[a-z0-9-]`, starting with a letter.
+    pub name: String,
+    /// Guest RAM in MiB.
+    pub memory_mib: u64,
+    /// Number of virtual CPUs.
+    #[serde(default = "default_vcpus")]
+    pub vcpus: u32,
+    /// Size of an optional data disk (virtio-blk, qcow2) in MiB.
+    #[serde(default)]
+    pub disk_mib: Option<u64>,
+}
+
+fn default_vcpus() -> u32 {
+    1
+}
+
+/// Lifecycle state of a VM as the agent sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VmState {
+    /// Defined, never started or stopped cleanly.
+    Stopped,
+    /// QEMU is running (the guest may still be booting).
+    Running,
+    /// QEMU exited without being asked to.
+    Crashed,
+}
+
+impl fmt::Display for VmState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Stopped => "stopped",
+            Self::Running => "running",
+            Self::Crashed => "crashed",
+        })
+    }
+}
+
+/// One virtual NIC of a VM.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NicInfo {
+    /// `nic0` (site VM network) or `nic1` (handoff NIC, carrier off at start).
+    pub name: String,
+    /// MAC address.
+    pub mac: String,
+    /// Host TAP device backing it.
+    pub tap: String,
+    /// Bridge the TAP is attached to, if any.
+    pub bridge: Option<String>,
+    /// Whether the guest sees a carrier.
+    pub link_up: bool,
+    /// Guest address with prefix length, if one is assigned.
+    pub address: Option<String>,
+}
+
+/// Everything the agent knows about one VM.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VmInfo {
+    /// VM name.
+    pub name: String,
+    /// Lifecycle state.
+    pub state: VmState,
+    /// Guest RAM in MiB.
+    pub memory_mib: u64,
+    /// Virtual CPUs.
+    pub vcpus: u32,
+    /// Data disk size in MiB, if the VM has one.
+    pub disk_mib: Option<u64>,
+    /// QEMU process id while running.
+    pub pid: Option<u32>,
+    /// The VM's NICs.
+    pub nics: Vec<NicInfo>,
+    /// The guest agent, once it reported ready in this run of QEMU.
+    pub guest: Option<AgentInfo>,
+    /// Path of the serial console log.
+    pub serial_log: String,
+    /// Path of the QMP socket.
+    pub qmp_socket: String,
+}
+
+/// The error body every failing route returns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiErrorBody {
+    /// Machine-readable kind.
+    pub code: ErrorCode,
+    /// One line for humans, with the causes joined by ": ".
+    pub message: String,
+}
+
+/// Kinds of API errors; each maps to one HTTP status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// 400: the request is malformed or asks for something impossible.
+    BadRequest,
+    /// 404: no such VM (or route).
+    NotFound,
+    /// 409: the request conflicts with the current state.
+    Conflict,
+    /// 503: a needed resource (guest agent, QEMU) is not available now.
+    Unavailable,
+    /// 500: the agent failed.
+    Internal,
+}
+
+impl ErrorCode {
+    /// The HTTP status code for this kind.
+    pub fn status(self) -> u16 {
+        match self {
+            Self::BadRequest => 400,
+            Self::NotFound => 404,
+            Self::Conflict => 409,
+            Self::Unavailable => 503,
+            Self::Internal => 500,
+        }
+    }
+}

@@ -1,0 +1,108 @@
+//! `edgemig vm guest NAME ...`: requests to the guest agent (workloads and
+//! their verification).
+
+use clap::Subcommand;
+use edgemig_api::ApiClient;
+use edgemig_guest_proto::{GuestReply, GuestRequest};
+
+use super::output;
+
+/// Guest agent requests.
+#[derive(Debug, Subcommand)]
+pub enum GuestCommand {
+    /// Show the guest agent's identity.
+    Hello,
+    /// Start the memory writer over a working set.
+    MemWrite {
+        /// Working set in MiB.
+        #[arg(long)]
+        mib: u32,
+        /// Dirty rate in MiB/s; as fast as possible when absent.
+        #[arg(long)]
+        rate: Option<u32>,
+    },
+    /// Stop the memory writer (memory stays for verification).
+    MemStop,
+    /// Show the memory writer's progress.
+    MemStatus,
+    /// Verify every page the memory writer wrote.
+    MemVerify,
+    /// Write seeded data to the data disk.
+    DiskWrite {
+        /// Amount in MiB.
+        #[arg(long)]
+        mib: u32,
+        /// Seed of the data.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Block device in the guest (default /dev/vda).
+        #[arg(long)]
+        device: Option<String>,
+    },
+    /// Verify data written by disk-write.
+    DiskVerify {
+        /// Amount in MiB.
+        #[arg(long)]
+        mib: u32,
+        /// Seed the data was written with.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Block device in the guest (default /dev/vda).
+        #[arg(long)]
+        device: Option<String>,
+    },
+}
+
+/// A verification that found damage.
+#[derive(Debug, thiserror::Error)]
+#[error("Verification failed: {0}")]
+pub struct VerifyFailed(String);
+
+impl From<GuestCommand> for GuestRequest {
+    fn from(cmd: GuestCommand) -> Self {
+        match cmd {
+            GuestCommand::Hello => Self::Hello,
+            GuestCommand::MemWrite { mib, rate } => Self::MemWrite { mib, rate_mib_s: rate },
+            GuestCommand::MemStop => Self::MemStop,
+            GuestCommand::MemStatus => Self::MemStatus,
+            GuestCommand::MemVerify => Self::MemVerify,
+            GuestCommand::DiskWrite { mib, seed, device } => Self::DiskWrite { device, mib, seed },
+            GuestCommand::DiskVerify { mib, seed, device } => Self::DiskVerify { device, mib, seed },
+        }
+    }
+}
+
+/// Sends the request and prints the reply; a failed verification is an error.
+pub async fn run(client: &ApiClient, name: &str, cmd: GuestCommand, json: bool) -> anyhow::Result<()> {
+    let reply = client.guest(name, &cmd.into()).await?;
+    if json {
+        output::json(&reply)?;
+    } else {
+        match &reply {
+            GuestReply::Hello(a) => println!("edgemig-guest {} (protocol {}), ready {} ms after boot", a.version, a.protocol, a.boot_ms),
+            GuestReply::Mem(m) => println!(
+                "memory writer: {} MiB, {}, {} passes, {} pages written, rate {}",
+                m.mib,
+                if m.running { "running" } else { "stopped" },
+                m.passes,
+                m.pages_written,
+                m.rate_mib_s.map_or_else(|| "max".to_string(), |r| format!("{r} MiB/s"))
+            ),
+            GuestReply::MemVerify(v) => println!("memory verify: {} pages, {} bad", v.pages, v.bad_pages),
+            GuestReply::Disk(d) => println!(
+                "disk {}: {} bytes, checksum {:016x}, {}",
+                d.device,
+                d.bytes,
+                d.checksum,
+                if d.ok { "ok" } else { "MISMATCH" }
+            ),
+        }
+    }
+    match reply {
+        GuestReply::MemVerify(v) if v.bad_pages > 0 => {
+            Err(VerifyFailed(format!("{} of {} pages differ (first: {:?})", v.bad_pages, v.pages, v.first_bad_page)).into())
+        }
+        GuestReply::Disk(d) if !d.ok => Err(VerifyFailed(format!("{} bad blocks on {}", d.bad_blocks, d.device)).into()),
+        _ => Ok(()),
+    }
+}

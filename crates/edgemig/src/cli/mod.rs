@@ -1,0 +1,61 @@
+//! Command-line structure of `edgemig` and dispatch to the subcommands.
+
+mod guest;
+mod image;
+mod output;
+mod vm;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use edgemig_api::ApiClient;
+
+/// edgemig: live-migrate VMs between edge sites over all paths, keeping
+/// their clients connected.
+#[derive(Debug, Parser)]
+#[command(name = "edgemig", version, about, long_about = None)]
+pub struct Cli {
+    /// API socket of the local edgemigd.
+    #[arg(long, global = true, env = "EDGEMIG_SOCKET", default_value = edgemig_api::DEFAULT_SOCKET)]
+    pub socket: PathBuf,
+    /// Print results as JSON.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Manage VMs at the local site.
+    #[command(subcommand)]
+    Vm(vm::VmCommand),
+    /// Build the guest image.
+    #[command(subcommand)]
+    Image(image::ImageCommand),
+    /// Show the local agent's site.
+    Site,
+}
+
+/// Runs the parsed command.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let client = ApiClient::new(&cli.socket);
+    match cli.command {
+        Command::Vm(cmd) => vm::run(&client, cmd, cli.json).await,
+        Command::Image(cmd) => image::run(cmd, cli.json),
+        Command::Site => {
+            let site = client.site().await?;
+            if cli.json {
+                output::json(&site)
+            } else {
+                println!(
+                    "site {}  edgemigd {}  QEMU {}  VM subnet {}  {} VMs",
+                    site.site, site.version, site.qemu_version, site.vm_subnet, site.vms
+                );
+                Ok(())
+            }
+        }
+    }
+}
