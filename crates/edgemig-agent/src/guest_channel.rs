@@ -109,7 +109,8 @@ impl GuestChannel {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         lock_pending(&self.inner).insert(id, tx);
-        let mut line = serde_json::to_vec(&HostMessage { id, request }).map_err(|_| GuestChannelError::Closed)?;
+        let mut line = serde_json::to_vec(&HostMessage { id, request })
+            .map_err(|_| GuestChannelError::Closed)?;
         line.push(b'\n');
         let written = self.inner.writer.lock().await.write_all(&line).await;
         if written.is_err() {
@@ -132,8 +133,13 @@ impl GuestChannel {
     }
 }
 
-fn lock_pending(inner: &Inner) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sender<GuestOutcome>>> {
-    inner.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+fn lock_pending(
+    inner: &Inner,
+) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sender<GuestOutcome>>> {
+    inner
+        .pending
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn handle_line(inner: &Inner, line: &str) {
@@ -178,7 +184,9 @@ mod tests {
                 }),
             };
             let mut out = serde_json::to_string(&ready).unwrap();
-            out.push_str("\nnot json at all\n{\"type\":\"event\",\"event\":{\"kind\":\"future\"}}\n");
+            out.push_str(
+                "\nnot json at all\n{\"type\":\"event\",\"event\":{\"kind\":\"future\"}}\n",
+            );
             write.write_all(out.as_bytes()).await.unwrap();
             let mut lines = BufReader::new(read).lines();
             let line = lines.next_line().await.unwrap().unwrap();
@@ -200,7 +208,10 @@ mod tests {
         let ch = GuestChannel::connect(&path).await.unwrap();
         let info = ch.wait_ready(Duration::from_secs(5)).await.unwrap();
         assert_eq!(info.boot_ms, 900);
-        let reply = ch.request(GuestRequest::MemVerify, Duration::from_secs(5)).await.unwrap();
+        let reply = ch
+            .request(GuestRequest::MemVerify, Duration::from_secs(5))
+            .await
+            .unwrap();
         assert!(matches!(reply, GuestReply::MemVerify(r) if r.pages == 1));
         drop(ch);
         guest.abort();
@@ -217,7 +228,10 @@ mod tests {
             drop(stream);
         });
         let ch = GuestChannel::connect(&path).await.unwrap();
-        let err = ch.request(GuestRequest::Hello, Duration::from_secs(10)).await.unwrap_err();
+        let err = ch
+            .request(GuestRequest::Hello, Duration::from_secs(10))
+            .await
+            .unwrap_err();
         assert!(matches!(err, GuestChannelError::Closed), "{err}");
     }
 }

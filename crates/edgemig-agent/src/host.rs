@@ -21,7 +21,14 @@ pub fn memory() -> std::io::Result<HostMemory> {
 fn parse_meminfo(text: &str) -> Option<HostMemory> {
     let field = |name: &str| {
         text.lines()
-            .find_map(|l| l.strip_prefix(name)?.trim().strip_suffix("kB")?.trim().parse::<u64>().ok())
+            .find_map(|l| {
+                l.strip_prefix(name)?
+                    .trim()
+                    .strip_suffix("kB")?
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+            })
             .map(|kib| kib / 1024)
     };
     Some(HostMemory {
@@ -57,8 +64,17 @@ mod tests {
 
     #[test]
     fn parses_meminfo() {
-        let m = parse_meminfo("MemTotal:       24576000 kB\nMemFree: 1 kB\nMemAvailable:   2048000 kB\n").unwrap();
-        assert_eq!(m, HostMemory { total_mib: 24000, available_mib: 2000 });
+        let m = parse_meminfo(
+            "MemTotal:       24576000 kB\nMemFree: 1 kB\nMemAvailable:   2048000 kB\n",
+        )
+        .unwrap();
+        assert_eq!(
+            m,
+            HostMemory {
+                total_mib: 24000,
+                available_mib: 2000
+            }
+        );
         assert!(parse_meminfo("nothing").is_none());
     }
 
@@ -81,7 +97,11 @@ pub async fn wait_exit(pid: u32) -> std::io::Result<()> {
     let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
     if raw < 0 {
         let err = std::io::Error::last_os_error();
-        return if err.raw_os_error() == Some(libc::ESRCH) { Ok(()) } else { Err(err) };
+        return if err.raw_os_error() == Some(libc::ESRCH) {
+            Ok(())
+        } else {
+            Err(err)
+        };
     }
     let raw = i32::try_from(raw).map_err(|_| std::io::Error::other("pidfd out of range"))?;
     // SAFETY: `raw` is a fresh pidfd that nothing else owns.

@@ -60,13 +60,17 @@ impl From<ManagerError> for ApiError {
 
 impl From<JsonRejection> for ApiError {
     fn from(e: JsonRejection) -> Self {
-        Self::new(ErrorCode::BadRequest, format!("Invalid request body: {}", e.body_text()))
+        Self::new(
+            ErrorCode::BadRequest,
+            format!("Invalid request body: {}", e.body_text()),
+        )
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.0.code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status =
+            StatusCode::from_u16(self.0.code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         (status, Json(self.0)).into_response()
     }
 }
@@ -95,7 +99,10 @@ async fn list(State(m): Shared) -> ApiResult<Vec<VmInfo>> {
     Ok(Json(m.list().await?))
 }
 
-async fn create(State(m): Shared, body: Result<Json<VmCreate>, JsonRejection>) -> Result<(StatusCode, Json<VmInfo>), ApiError> {
+async fn create(
+    State(m): Shared,
+    body: Result<Json<VmCreate>, JsonRejection>,
+) -> Result<(StatusCode, Json<VmInfo>), ApiError> {
     let Json(spec) = body?;
     Ok((StatusCode::CREATED, Json(m.create(spec).await?)))
 }

@@ -26,8 +26,6 @@ const GUEST_READY_TIMEOUT: Duration = Duration::from_secs(90);
 const GUEST_REQUEST_TIMEOUT: Duration = Duration::from_secs(600);
 /// How long QEMU gets to exit after `quit` before it is killed.
 const QUIT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Largest guest RAM accepted, in MiB.
-const MAX_MEMORY_MIB: u64 = 1 << 20;
 
 /// Errors of VM operations; each maps to one API error code.
 #[derive(Debug, thiserror::Error)]
@@ -102,9 +100,11 @@ impl Manager {
     pub async fn open(config: SiteConfig) -> Result<Arc<Self>, crate::server::AgentError> {
         use crate::server::AgentError;
         let qemu_version = qemu::check_binary(&config.qemu.binary).map_err(AgentError::Qemu)?;
-        std::fs::create_dir_all(config.state_dir.join("vms")).map_err(|source| AgentError::StateDir {
-            path: config.state_dir.clone(),
-            source,
+        std::fs::create_dir_all(config.state_dir.join("vms")).map_err(|source| {
+            AgentError::StateDir {
+                path: config.state_dir.clone(),
+                source,
+            }
         })?;
         let store = Store::open(&config.state_dir.join("store.redb")).map_err(AgentError::Store)?;
         let netdev = Netdev::connect().map_err(AgentError::Netdev)?;
@@ -203,33 +203,44 @@ impl Manager {
                 spec.name
             )));
         }
-        let total = host::memory().map_err(io_err("Cannot read /proc/meminfo"))?.total_mib;
-        if spec.memory_mib < 16 || spec.memory_mib > MAX_MEMORY_MIB {
-            return Err(ManagerError::Invalid(format!(
-                "Memory {} MiB out of range (16 MiB to {MAX_MEMORY_MIB} MiB)",
-                spec.memory_mib
-            )));
-        }
+        let total = host::memory()
+            .map_err(io_err("Cannot read /proc/meminfo"))?
+            .total_mib;
         if spec.memory_mib > total {
             return Err(ManagerError::Invalid(format!(
                 "Memory {} MiB is more than this host has ({total} MiB)",
                 spec.memory_mib
             )));
         }
+        if spec.memory_mib < 16 {
+            return Err(ManagerError::Invalid(format!(
+                "Memory {} MiB is too small (at least 16 MiB)",
+                spec.memory_mib
+            )));
+        }
         if spec.vcpus == 0 || spec.vcpus > 64 {
-            return Err(ManagerError::Invalid(format!("vcpus {} out of range (1 to 64)", spec.vcpus)));
+            return Err(ManagerError::Invalid(format!(
+                "vcpus {} out of range (1 to 64)",
+                spec.vcpus
+            )));
         }
         if spec.disk_mib == Some(0) {
-            return Err(ManagerError::Invalid("Disk size must be at least 1 MiB".into()));
+            return Err(ManagerError::Invalid(
+                "Disk size must be at least 1 MiB".into(),
+            ));
         }
         let records = self.store.all().map_err(ManagerError::Store)?;
         if records.iter().any(|r| r.name == spec.name) {
-            return Err(ManagerError::Conflict(format!("A VM named {:?} already exists", spec.name)));
+            return Err(ManagerError::Conflict(format!(
+                "A VM named {:?} already exists",
+                spec.name
+            )));
         }
         let net = &self.config.vm_network;
         let taken: Vec<_> = records.iter().map(|r| r.address).collect();
-        let address = vm::allocate_address(net.subnet, net.gateway(), &taken)
-            .ok_or_else(|| ManagerError::Conflict(format!("No free address left in {}", net.subnet)))?;
+        let address = vm::allocate_address(net.subnet, net.gateway(), &taken).ok_or_else(|| {
+            ManagerError::Conflict(format!("No free address left in {}", net.subnet))
+        })?;
         let id = records.iter().map(|r| r.id).max().map_or(1, |m| m + 1);
         let record = VmRecord {
             name: spec.name,
@@ -243,7 +254,8 @@ impl Manager {
         };
         let files = self.files(&record.name);
         let created = self.create_files(&record, &files).await;
-        if let Err(e) = created.and_then(|()| self.store.put(&record).map_err(ManagerError::Store)) {
+        if let Err(e) = created.and_then(|()| self.store.put(&record).map_err(ManagerError::Store))
+        {
             let _ = std::fs::remove_dir_all(&files.dir);
             return Err(e);
         }
@@ -253,9 +265,11 @@ impl Manager {
 
     async fn create_files(&self, record: &VmRecord, files: &VmFiles) -> Result<(), ManagerError> {
         if files.dir.exists() {
-            std::fs::remove_dir_all(&files.dir).map_err(io_err(format!("Cannot clear {}", files.dir.display())))?;
+            std::fs::remove_dir_all(&files.dir)
+                .map_err(io_err(format!("Cannot clear {}", files.dir.display())))?;
         }
-        std::fs::create_dir_all(&files.dir).map_err(io_err(format!("Cannot create {}", files.dir.display())))?;
+        std::fs::create_dir_all(&files.dir)
+            .map_err(io_err(format!("Cannot create {}", files.dir.display())))?;
         if let Some(mib) = record.disk_mib {
             let out = tokio::process::Command::new("qemu-img")
                 .args(["create", "-q", "-f", "qcow2"])
@@ -267,7 +281,9 @@ impl Manager {
             if !out.status.success() {
                 return Err(ManagerError::Io {
                     what: "qemu-img create failed".into(),
-                    source: std::io::Error::other(String::from_utf8_lossy(&out.stderr).trim().to_string()),
+                    source: std::io::Error::other(
+                        String::from_utf8_lossy(&out.stderr).trim().to_string(),
+                    ),
                 });
             }
         }
@@ -292,10 +308,14 @@ impl Manager {
         let _op = self.ops.lock().await;
         let mut record = self.record(name)?;
         if record.state == VmState::Running {
-            return Err(ManagerError::Conflict(format!("VM {name:?} is already running")));
+            return Err(ManagerError::Conflict(format!(
+                "VM {name:?} is already running"
+            )));
         }
         let (kernel, initramfs) = self.image()?;
-        let available = host::memory().map_err(io_err("Cannot read /proc/meminfo"))?.available_mib;
+        let available = host::memory()
+            .map_err(io_err("Cannot read /proc/meminfo"))?
+            .available_mib;
         if record.memory_mib > available {
             return Err(ManagerError::Conflict(format!(
                 "Not enough free memory for VM {name:?}: it needs {} MiB, the host has {available} MiB available",
@@ -338,9 +358,16 @@ impl Manager {
     }
 
     /// Connects QMP and the guest channel, wires the NICs and resumes the VM.
-    async fn finish_start(&self, record: &VmRecord, files: &VmFiles, pid: u32) -> Result<Live, ManagerError> {
+    async fn finish_start(
+        &self,
+        record: &VmRecord,
+        files: &VmFiles,
+        pid: u32,
+    ) -> Result<Live, ManagerError> {
         let (qmp, _events) = Qmp::connect(files.qmp()).await.map_err(ManagerError::Qmp)?;
-        qmp.set_link(&qemu::nic_id(1), false).await.map_err(ManagerError::Qmp)?;
+        qmp.set_link(&qemu::nic_id(1), false)
+            .await
+            .map_err(ManagerError::Qmp)?;
         self.netdev
             .attach(&record.tap_name(0), Some(self.bridge_index))
             .await
@@ -364,7 +391,9 @@ impl Manager {
                 tracing::warn!(vm = %name, pid, %error, "cannot watch QEMU");
                 return;
             }
-            let Some(manager) = manager.upgrade() else { return };
+            let Some(manager) = manager.upgrade() else {
+                return;
+            };
             let _op = manager.ops.lock().await;
             let mut live = manager.live.lock().await;
             if live.get(&name).is_some_and(|l| l.pid == pid) {
@@ -386,7 +415,10 @@ impl Manager {
         let mut record = self.record(name)?;
         let live = self.live.lock().await.remove(name);
         if record.state != VmState::Running {
-            return Err(ManagerError::Conflict(format!("VM {name:?} is not running ({})", record.state)));
+            return Err(ManagerError::Conflict(format!(
+                "VM {name:?} is not running ({})",
+                record.state
+            )));
         }
         if let Some(pid) = record.pid {
             if let Some(live) = &live {
@@ -410,11 +442,14 @@ impl Manager {
         let _op = self.ops.lock().await;
         let record = self.record(name)?;
         if record.state == VmState::Running {
-            return Err(ManagerError::Conflict(format!("VM {name:?} is running: stop it first")));
+            return Err(ManagerError::Conflict(format!(
+                "VM {name:?} is running: stop it first"
+            )));
         }
         let files = self.files(name);
         if files.dir.exists() {
-            std::fs::remove_dir_all(&files.dir).map_err(io_err(format!("Cannot remove {}", files.dir.display())))?;
+            std::fs::remove_dir_all(&files.dir)
+                .map_err(io_err(format!("Cannot remove {}", files.dir.display())))?;
         }
         self.store.remove(name).map_err(ManagerError::Store)?;
         tracing::info!(vm = name, "VM deleted");
@@ -422,13 +457,23 @@ impl Manager {
     }
 
     /// Sends one request to the VM's guest agent.
-    pub async fn guest(&self, name: &str, request: GuestRequest) -> Result<GuestReply, ManagerError> {
+    pub async fn guest(
+        &self,
+        name: &str,
+        request: GuestRequest,
+    ) -> Result<GuestReply, ManagerError> {
         let record = self.record(name)?;
         let live = self.live.lock().await.get(name).cloned();
         let Some(live) = live.filter(|_| record.state == VmState::Running) else {
-            return Err(ManagerError::Conflict(format!("VM {name:?} is not running ({})", record.state)));
+            return Err(ManagerError::Conflict(format!(
+                "VM {name:?} is not running ({})",
+                record.state
+            )));
         };
-        live.guest.wait_ready(GUEST_READY_TIMEOUT).await.map_err(ManagerError::Guest)?;
+        live.guest
+            .wait_ready(GUEST_READY_TIMEOUT)
+            .await
+            .map_err(ManagerError::Guest)?;
         live.guest
             .request(request, GUEST_REQUEST_TIMEOUT)
             .await
@@ -443,7 +488,9 @@ impl Manager {
                 continue;
             }
             let files = self.files(&record.name);
-            let alive = record.pid.is_some_and(|pid| host::process_matches(pid, &files.qmp()));
+            let alive = record
+                .pid
+                .is_some_and(|pid| host::process_matches(pid, &files.qmp()));
             let attached = match (alive, record.pid) {
                 (true, Some(pid)) => self.reattach(&record, &files, pid).await,
                 _ => Err(ManagerError::Unavailable("QEMU is gone".into())),
@@ -466,7 +513,12 @@ impl Manager {
         Ok(())
     }
 
-    async fn reattach(&self, record: &VmRecord, files: &VmFiles, pid: u32) -> Result<Live, ManagerError> {
+    async fn reattach(
+        &self,
+        record: &VmRecord,
+        files: &VmFiles,
+        pid: u32,
+    ) -> Result<Live, ManagerError> {
         let (qmp, _events) = Qmp::connect(files.qmp()).await.map_err(ManagerError::Qmp)?;
         let guest = GuestChannel::connect(&files.guest_channel())
             .await
@@ -474,7 +526,10 @@ impl Manager {
         let hello = guest.clone();
         let name = record.name.clone();
         tokio::spawn(async move {
-            if let Err(error) = hello.request(GuestRequest::Hello, GUEST_READY_TIMEOUT).await {
+            if let Err(error) = hello
+                .request(GuestRequest::Hello, GUEST_READY_TIMEOUT)
+                .await
+            {
                 tracing::warn!(vm = %name, %error, "guest agent did not answer after re-attach");
             }
         });

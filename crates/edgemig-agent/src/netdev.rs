@@ -46,7 +46,12 @@ impl Netdev {
 
     /// Index of the device named `name`, if it exists.
     pub async fn index_of(&self, name: &str) -> Result<Option<u32>, NetdevError> {
-        let mut links = self.handle.link().get().match_name(name.to_string()).execute();
+        let mut links = self
+            .handle
+            .link()
+            .get()
+            .match_name(name.to_string())
+            .execute();
         match links.try_next().await {
             Ok(Some(msg)) => Ok(Some(msg.header.index)),
             Ok(None) => Ok(None),
@@ -60,9 +65,19 @@ impl Netdev {
 
     /// Creates the bridge `name` if missing, gives it `gateway/prefix_len`
     /// and brings it up. Returns its index.
-    pub async fn ensure_bridge(&self, name: &str, gateway: Ipv4Addr, prefix_len: u8) -> Result<u32, NetdevError> {
+    pub async fn ensure_bridge(
+        &self,
+        name: &str,
+        gateway: Ipv4Addr,
+        prefix_len: u8,
+    ) -> Result<u32, NetdevError> {
         if self.index_of(name).await?.is_none() {
-            let add = self.handle.link().add(LinkBridge::new(name).up().build()).execute().await;
+            let add = self
+                .handle
+                .link()
+                .add(LinkBridge::new(name).up().build())
+                .execute()
+                .await;
             if let Err(source) = add {
                 if !is_exists(&source) {
                     return Err(NetdevError::Request {

@@ -72,7 +72,11 @@ pub fn bind(config: &SiteConfig) -> Result<UnixListener, AgentError> {
 }
 
 /// Runs the agent on `listener` until `shutdown` resolves.
-pub async fn run(config: SiteConfig, listener: UnixListener, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), AgentError> {
+pub async fn run(
+    config: SiteConfig,
+    listener: UnixListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), AgentError> {
     let site = config.site.clone();
     let manager = Manager::open(config).await?;
     tracing::info!(%site, "edgemigd ready");

@@ -46,7 +46,8 @@ impl Store {
     pub fn put(&self, record: &VmRecord) -> Result<(), StoreError> {
         let bytes = serde_json::to_vec(record).map_err(StoreError::Record)?;
         let txn = self.db.begin_write()?;
-        txn.open_table(VMS)?.insert(record.name.as_str(), bytes.as_slice())?;
+        txn.open_table(VMS)?
+            .insert(record.name.as_str(), bytes.as_slice())?;
         txn.commit()?;
         Ok(())
     }

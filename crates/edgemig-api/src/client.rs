@@ -12,8 +12,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::net::UnixStream;
 
-use crate::types::{ApiErrorBody, ErrorCode, SiteInfo, VmCreate, VmInfo};
 use crate::API_PREFIX;
+use crate::types::{ApiErrorBody, ErrorCode, SiteInfo, VmCreate, VmInfo};
 
 /// Errors of [`ApiClient`].
 #[derive(Debug, thiserror::Error)]
@@ -120,7 +120,11 @@ impl ApiClient {
     }
 
     /// `POST /v1/vms/{name}/guest`: one request to the guest agent.
-    pub async fn guest(&self, name: &str, request: &GuestRequest) -> Result<GuestReply, ClientError> {
+    pub async fn guest(
+        &self,
+        name: &str,
+        request: &GuestRequest,
+    ) -> Result<GuestReply, ClientError> {
         self.call(Method::POST, &format!("/vms/{name}/guest"), Some(request))
             .await
     }
@@ -142,12 +146,13 @@ impl ApiClient {
         path: &str,
         body: Option<&B>,
     ) -> Result<T, ClientError> {
-        let stream = UnixStream::connect(&self.socket)
-            .await
-            .map_err(|source| ClientError::Unreachable {
-                path: self.socket.clone(),
-                source,
-            })?;
+        let stream =
+            UnixStream::connect(&self.socket)
+                .await
+                .map_err(|source| ClientError::Unreachable {
+                    path: self.socket.clone(),
+                    source,
+                })?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(ClientError::Http)?;
@@ -162,11 +167,16 @@ impl ApiClient {
             .header("host", "edgemigd")
             .header("content-type", "application/json")
             .body(Full::new(Bytes::from(bytes)))
-            .map_err(|e| ClientError::Api(ApiErrorBody {
-                code: ErrorCode::BadRequest,
-                message: format!("Invalid request: {e}"),
-            }))?;
-        let response = sender.send_request(request).await.map_err(ClientError::Http)?;
+            .map_err(|e| {
+                ClientError::Api(ApiErrorBody {
+                    code: ErrorCode::BadRequest,
+                    message: format!("Invalid request: {e}"),
+                })
+            })?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(ClientError::Http)?;
         let status = response.status();
         let body = response
             .into_body()
@@ -177,13 +187,14 @@ impl ApiClient {
         if status.is_success() {
             serde_json::from_slice(&body).map_err(ClientError::Decode)
         } else {
-            let error = serde_json::from_slice::<ApiErrorBody>(&body).unwrap_or_else(|_| ApiErrorBody {
-                code: ErrorCode::Internal,
-                message: format!(
-                    "edgemigd answered {status}: {}",
-                    String::from_utf8_lossy(&body)
-                ),
-            });
+            let error =
+                serde_json::from_slice::<ApiErrorBody>(&body).unwrap_or_else(|_| ApiErrorBody {
+                    code: ErrorCode::Internal,
+                    message: format!(
+                        "edgemigd answered {status}: {}",
+                        String::from_utf8_lossy(&body)
+                    ),
+                });
             Err(ClientError::Api(error))
         }
     }

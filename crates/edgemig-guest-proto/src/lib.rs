@@ -203,7 +203,10 @@ mod tests {
             outcome: GuestOutcome::Error("no such device".into()),
         };
         let line = serde_json::to_string(&msg).unwrap();
-        assert_eq!(line, r#"{"type":"response","id":3,"error":"no such device"}"#);
+        assert_eq!(
+            line,
+            r#"{"type":"response","id":3,"error":"no such device"}"#
+        );
         assert_eq!(serde_json::from_str::<GuestMessage>(&line).unwrap(), msg);
         let ok = GuestMessage::Response {
             id: 4,
@@ -219,6 +222,8 @@ mod tests {
 
     #[test]
     fn unknown_request_is_an_error_not_a_panic() {
-        assert!(serde_json::from_str::<HostMessage>(r#"{"id":1,"request":{"op":"reboot"}}"#).is_err());
+        assert!(
+            serde_json::from_str::<HostMessage>(r#"{"id":1,"request":{"op":"reboot"}}"#).is_err()
+        );
     }
 }

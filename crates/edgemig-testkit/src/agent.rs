@@ -79,7 +79,9 @@ subnet = "10.77.0.0/24"
 
     /// The namespace the agent (and its VMs) run in.
     pub fn netns(&self) -> &NetNs {
-        self.netns.as_ref().expect("netns exists while the agent lives")
+        self.netns
+            .as_ref()
+            .expect("netns exists while the agent lives")
     }
 
     /// A client of the agent's API.
@@ -115,15 +117,24 @@ subnet = "10.77.0.0/24"
         let socket = self.socket();
         let mut exited = None;
         let ready = wait_until("edgemigd API socket", Duration::from_secs(30), || {
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 exited = Some(status);
                 return Some(());
             }
-            std::os::unix::net::UnixStream::connect(&socket).ok().map(|_| ())
+            std::os::unix::net::UnixStream::connect(&socket)
+                .ok()
+                .map(|_| ())
         });
         if let Some(status) = exited {
             self.child = None;
-            panic!("edgemigd exited: {status}\n--- agent log ---\n{}", self.log());
+            panic!(
+                "edgemigd exited: {status}\n--- agent log ---\n{}",
+                self.log()
+            );
         }
         if let Err(e) = ready {
             panic!("{e}\n--- agent log ---\n{}", self.log());
@@ -165,8 +176,14 @@ subnet = "10.77.0.0/24"
 
     /// The serial console of VM `name`.
     pub fn serial_log(&self, name: &str) -> String {
-        std::fs::read_to_string(self.dir.path().join("state/vms").join(name).join("serial.log"))
-            .unwrap_or_default()
+        std::fs::read_to_string(
+            self.dir
+                .path()
+                .join("state/vms")
+                .join(name)
+                .join("serial.log"),
+        )
+        .unwrap_or_default()
     }
 
     /// Agent log and every VM's serial console, for failure messages.

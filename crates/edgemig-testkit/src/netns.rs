@@ -12,8 +12,13 @@ impl NetNs {
     /// Creates namespace `name` with loopback up.
     pub fn new(name: &str) -> Self {
         let status = Command::new("ip").args(["netns", "add", name]).status();
-        assert!(status.is_ok_and(|s| s.success()), "cannot create netns {name} (root and iproute2 needed)");
-        let ns = Self { name: name.to_string() };
+        assert!(
+            status.is_ok_and(|s| s.success()),
+            "cannot create netns {name} (root and iproute2 needed)"
+        );
+        let ns = Self {
+            name: name.to_string(),
+        };
         ns.exec(&["ip", "link", "set", "lo", "up"]);
         ns
     }
@@ -42,7 +47,9 @@ impl NetNs {
 
 impl Drop for NetNs {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "delete", &self.name]).status();
+        let _ = Command::new("ip")
+            .args(["netns", "delete", &self.name])
+            .status();
     }
 }
 

@@ -5,7 +5,11 @@ use std::time::{Duration, Instant};
 /// Polls `check` every 100 ms until it returns `Some`, or fails after
 /// `limit` with `what` in the message. The limit is a safety net against a
 /// hang, not a performance assertion.
-pub fn wait_until<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Option<T>) -> Result<T, String> {
+pub fn wait_until<T>(
+    what: &str,
+    limit: Duration,
+    mut check: impl FnMut() -> Option<T>,
+) -> Result<T, String> {
     let start = Instant::now();
     loop {
         if let Some(v) = check() {

@@ -40,7 +40,16 @@ mod tests {
         assert_eq!(parse_mib("2GiB"), Ok(2048));
         assert_eq!(parse_mib("512MiB"), Ok(512));
         assert_eq!(parse_mib("2048K"), Ok(2));
-        for bad in ["", "M", "1.5G", "-1M", "12X", "0", "100K", "99999999999999999999T"] {
+        for bad in [
+            "",
+            "M",
+            "1.5G",
+            "-1M",
+            "12X",
+            "0",
+            "100K",
+            "99999999999999999999T",
+        ] {
             assert!(parse_mib(bad).is_err(), "{bad}");
         }
     }

@@ -24,14 +24,22 @@ fn cli_reports_bad_requests_with_exit_codes() {
 
     let out = cli(&s, &["vm", "show", "ghost"]);
     assert_eq!(code(&out), i32::from(exit::NOT_FOUND), "{}", stderr(&out));
-    assert!(stderr(&out).contains("No VM named \"ghost\""), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("No VM named \"ghost\""),
+        "{}",
+        stderr(&out)
+    );
 
     let out = cli(&s, &["vm", "create", "Bad_Name"]);
     assert_eq!(code(&out), i32::from(exit::INVALID), "{}", stderr(&out));
 
     let out = cli(&s, &["vm", "create", "huge", "--memory", "100T"]);
     assert_eq!(code(&out), i32::from(exit::INVALID), "{}", stderr(&out));
-    assert!(stderr(&out).contains("more than this host has"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("more than this host has"),
+        "{}",
+        stderr(&out)
+    );
 
     let out = cli(&s, &["vm", "create", "sized", "--memory", "lots"]);
     assert_eq!(code(&out), i32::from(exit::INVALID), "{}", stderr(&out));
@@ -48,7 +56,12 @@ fn cli_reports_bad_requests_with_exit_codes() {
 
     // Nothing half-created: only the one good VM exists.
     let list = cli_json(&agent, &["vm", "list"]);
-    let names: Vec<_> = list.as_array().unwrap().iter().map(|v| v["name"].clone()).collect();
+    let names: Vec<_> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["name"].clone())
+        .collect();
     assert_eq!(names, vec![serde_json::json!("dup")]);
 }
 
@@ -57,7 +70,11 @@ fn agent_not_running_is_exit_code_3() {
     let dir = tempfile::tempdir().unwrap();
     let out = cli(&dir.path().join("nobody.sock"), &["vm", "list"]);
     assert_eq!(code(&out), i32::from(exit::AGENT_UNREACHABLE));
-    assert!(stderr(&out).contains("is the agent running?"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("is the agent running?"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -65,7 +82,11 @@ fn agent_rejects_malformed_config() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("bad.toml");
     std::fs::write(&config, "site = \"a\"\nunknown_field = 1\n").unwrap();
-    let out = Command::new(agent_binary()).arg("--config").arg(&config).output().unwrap();
+    let out = Command::new(agent_binary())
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = stderr(&out);
     assert!(err.contains("Invalid config file"), "{err}");
@@ -77,5 +98,9 @@ fn agent_rejects_malformed_config() {
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("Cannot read config file"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("Cannot read config file"),
+        "{}",
+        stderr(&out)
+    );
 }

@@ -12,7 +12,10 @@ use edgemig_testkit::{TestAgent, alive, wait_until};
 #[test]
 fn vm_boots_runs_verified_workloads_and_stops() {
     let agent = TestAgent::start(agent_binary());
-    let created = cli_json(&agent, &["vm", "create", "vm1", "--memory", "192M", "--disk", "64M"]);
+    let created = cli_json(
+        &agent,
+        &["vm", "create", "vm1", "--memory", "192M", "--disk", "64M"],
+    );
     assert_eq!(created["state"], "stopped");
     assert_eq!(created["memory_mib"], 192);
     assert_eq!(created["nics"].as_array().map(Vec::len), Some(2));
@@ -31,16 +34,63 @@ fn vm_boots_runs_verified_workloads_and_stops() {
     assert_eq!(guest["protocol"], 1);
 
     // nic0 is on the site bridge and configured from the kernel command line.
-    let address = started["nics"][0]["address"].as_str().expect("nic0 address");
+    let address = started["nics"][0]["address"]
+        .as_str()
+        .expect("nic0 address");
     let ip = address.split('/').next().unwrap_or_default().to_string();
-    wait_until("ping to the guest over nic0", Duration::from_secs(30), || {
-        let out = std::process::Command::new("ip")
-            .args(["netns", "exec", agent.netns().name(), "ping", "-c", "1", "-W", "1", &ip])
-            .output()
-            .ok()?;
-        out.status.success().then_some(())
-    })
+    wait_until(
+        "ping to the guest over nic0",
+        Duration::from_secs(30),
+        || {
+            let out = std::process::Command::new("ip")
+                .args([
+                    "netns",
+                    "exec",
+                    agent.netns().name(),
+                    "busybox",
+                    "ping",
+                    "-c",
+                    "1",
+                    "-W",
+                    "1",
+                    &ip,
+                ])
+                .output()
+                .ok()?;
+            out.status.success().then_some(())
+        },
+    )
     .unwrap_or_else(|e| panic!("{e}"));
+
+    // The guest's MPTCP service answers over nic0 (our static client, run
+    // in the site namespace).
+    let client =
+        edgemig_testkit::workspace_target().join("x86_64-unknown-linux-gnu/release/edgemig-guest");
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", agent.netns().name()])
+        .arg(&client)
+        .args([
+            "client",
+            "--connect",
+            &format!("{ip}:7000"),
+            "echo",
+            "--duration",
+            "1",
+            "--json",
+        ])
+        .output()
+        .expect("run edgemig-guest client");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let summary: serde_json::Value =
+        serde_json::from_str(stdout.lines().last().unwrap_or_default()).expect("client summary");
+    assert_eq!(summary["proto"], "mptcp", "{summary}");
+    assert_eq!(summary["errors"], 0, "{summary}");
+    assert!(summary["probes"].as_u64() > Some(0), "{summary}");
 
     // Memory writer: let it complete a pass, then verify every page.
     cli_json(&agent, &["vm", "guest", "vm1", "mem-write", "--mib", "32"]);
@@ -54,14 +104,53 @@ fn vm_boots_runs_verified_workloads_and_stops() {
     assert_eq!(verify["pages"], 32 * 256);
 
     // Data disk: write seeded data, read it back from the disk.
-    let written = cli_json(&agent, &["vm", "guest", "vm1", "disk-write", "--mib", "16", "--seed", "42"]);
+    let written = cli_json(
+        &agent,
+        &[
+            "vm",
+            "guest",
+            "vm1",
+            "disk-write",
+            "--mib",
+            "16",
+            "--seed",
+            "42",
+        ],
+    );
     assert_eq!(written["bytes"], 16 << 20);
-    let verified = cli_json(&agent, &["vm", "guest", "vm1", "disk-verify", "--mib", "16", "--seed", "42"]);
+    let verified = cli_json(
+        &agent,
+        &[
+            "vm",
+            "guest",
+            "vm1",
+            "disk-verify",
+            "--mib",
+            "16",
+            "--seed",
+            "42",
+        ],
+    );
     assert_eq!(verified["ok"], true, "{verified}");
     assert_eq!(verified["checksum"], written["checksum"]);
     // A wrong seed must fail verification (the check can fail).
-    let wrong = cli(&agent.socket(), &["vm", "guest", "vm1", "disk-verify", "--mib", "16", "--seed", "43"]);
-    assert!(!wrong.status.success(), "verification with the wrong seed passed");
+    let wrong = cli(
+        &agent.socket(),
+        &[
+            "vm",
+            "guest",
+            "vm1",
+            "disk-verify",
+            "--mib",
+            "16",
+            "--seed",
+            "43",
+        ],
+    );
+    assert!(
+        !wrong.status.success(),
+        "verification with the wrong seed passed"
+    );
 
     let stopped = cli_json(&agent, &["vm", "stop", "vm1"]);
     assert_eq!(stopped["state"], "stopped");
@@ -78,7 +167,10 @@ fn restarted_agent_reattaches_to_running_vm() {
     let started = cli_json(&agent, &["vm", "start", "keeper"]);
     let pid = started["pid"].as_u64().expect("pid") as u32;
     wait_guest_ready(&agent, "keeper");
-    cli_json(&agent, &["vm", "guest", "keeper", "mem-write", "--mib", "8"]);
+    cli_json(
+        &agent,
+        &["vm", "guest", "keeper", "mem-write", "--mib", "8"],
+    );
     wait_until("one full memory pass", Duration::from_secs(120), || {
         let status = cli_json(&agent, &["vm", "guest", "keeper", "mem-status"]);
         (status["passes"].as_u64() >= Some(1)).then_some(())
@@ -102,7 +194,10 @@ fn restarted_agent_reattaches_to_running_vm() {
     // A VM that dies while the agent is down is reported crashed on restart.
     agent.kill_agent(libc::SIGKILL);
     edgemig_testkit::kill(pid, libc::SIGKILL);
-    wait_until("QEMU exit", Duration::from_secs(10), || (!alive(pid)).then_some(())).unwrap_or_else(|e| panic!("{e}"));
+    wait_until("QEMU exit", Duration::from_secs(10), || {
+        (!alive(pid)).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
     agent.spawn();
     let shown = cli_json(&agent, &["vm", "show", "keeper"]);
     assert_eq!(shown["state"], "crashed");

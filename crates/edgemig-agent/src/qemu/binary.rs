@@ -103,8 +103,17 @@ mod tests {
 
     #[test]
     fn parses_debian_version_line() {
-        let v = parse_version("QEMU emulator version 10.0.2 (Debian 1:10.0.2+ds-2+deb13u1~bpo12+1)\n").unwrap();
-        assert_eq!(v, QemuVersion { major: 10, minor: 0, micro: 2 });
+        let v =
+            parse_version("QEMU emulator version 10.0.2 (Debian 1:10.0.2+ds-2+deb13u1~bpo12+1)\n")
+                .unwrap();
+        assert_eq!(
+            v,
+            QemuVersion {
+                major: 10,
+                minor: 0,
+                micro: 2
+            }
+        );
         assert!(parse_version("garbage").is_none());
     }
 
@@ -124,7 +133,8 @@ mod tests {
             &mut std::fs::metadata(&fake).unwrap().permissions(),
             0o755,
         );
-        std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
         let err = check_binary(&fake).unwrap_err();
         assert!(matches!(err, QemuBinaryError::TooOld { .. }), "{err}");
         assert!(err.to_string().contains("7.2.15"));

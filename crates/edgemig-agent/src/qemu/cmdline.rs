@@ -80,7 +80,14 @@ pub fn build_args(l: &VmLaunch<'_>) -> Vec<OsString> {
     let mut push = |s: String| args.push(OsString::from(s));
     push("-name".into());
     push(format!("{},process=edgemig-{}", r.name, r.name));
-    for a in ["-nodefaults", "-no-user-config", "-display", "none", "-S", "-daemonize"] {
+    for a in [
+        "-nodefaults",
+        "-no-user-config",
+        "-display",
+        "none",
+        "-S",
+        "-daemonize",
+    ] {
         push(a.into());
     }
     push("-accel".into());
@@ -170,7 +177,10 @@ mod tests {
             prefix_len: 24,
             gateway: Ipv4Addr::new(10, 10, 0, 1),
         });
-        let line: Vec<String> = args.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+        let line: Vec<String> = args
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
         let joined = line.join(" ");
         assert!(joined.contains("-accel tcg"));
         assert!(joined.contains("-m 256M"));

@@ -68,7 +68,8 @@ pub async fn launch(binary: &Path, args: &[OsString], pidfile: &Path) -> Result<
 
 /// Sends `signal` to `pid`.
 pub fn kill(pid: u32, signal: i32) -> std::io::Result<()> {
-    let pid = libc::pid_t::try_from(pid).map_err(|_| std::io::Error::from_raw_os_error(libc::ESRCH))?;
+    let pid =
+        libc::pid_t::try_from(pid).map_err(|_| std::io::Error::from_raw_os_error(libc::ESRCH))?;
     // SAFETY: kill(2) takes plain integers and has no memory effects.
     let rc = unsafe { libc::kill(pid, signal) };
     if rc == 0 {

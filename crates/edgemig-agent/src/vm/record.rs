@@ -56,10 +56,12 @@ pub fn is_valid_name(name: &str) -> bool {
 
 /// The lowest host address of `subnet` that is neither the gateway nor in
 /// `taken`.
-pub fn allocate_address(subnet: Ipv4Net, gateway: Ipv4Addr, taken: &[Ipv4Addr]) -> Option<Ipv4Addr> {
-    subnet
-        .hosts()
-        .find(|a| *a != gateway && !taken.contains(a))
+pub fn allocate_address(
+    subnet: Ipv4Net,
+    gateway: Ipv4Addr,
+    taken: &[Ipv4Addr],
+) -> Option<Ipv4Addr> {
+    subnet.hosts().find(|a| *a != gateway && !taken.contains(a))
 }
 
 #[cfg(test)]
@@ -95,7 +97,10 @@ mod tests {
     fn allocation_skips_gateway_and_taken() {
         let net: Ipv4Net = "10.10.0.0/29".parse().unwrap();
         let gw = Ipv4Addr::new(10, 10, 0, 1);
-        assert_eq!(allocate_address(net, gw, &[]), Some(Ipv4Addr::new(10, 10, 0, 2)));
+        assert_eq!(
+            allocate_address(net, gw, &[]),
+            Some(Ipv4Addr::new(10, 10, 0, 2))
+        );
         let taken: Vec<_> = (2..=6).map(|i| Ipv4Addr::new(10, 10, 0, i)).collect();
         assert_eq!(allocate_address(net, gw, &taken), None);
     }

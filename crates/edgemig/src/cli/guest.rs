@@ -62,33 +62,49 @@ impl From<GuestCommand> for GuestRequest {
     fn from(cmd: GuestCommand) -> Self {
         match cmd {
             GuestCommand::Hello => Self::Hello,
-            GuestCommand::MemWrite { mib, rate } => Self::MemWrite { mib, rate_mib_s: rate },
+            GuestCommand::MemWrite { mib, rate } => Self::MemWrite {
+                mib,
+                rate_mib_s: rate,
+            },
             GuestCommand::MemStop => Self::MemStop,
             GuestCommand::MemStatus => Self::MemStatus,
             GuestCommand::MemVerify => Self::MemVerify,
             GuestCommand::DiskWrite { mib, seed, device } => Self::DiskWrite { device, mib, seed },
-            GuestCommand::DiskVerify { mib, seed, device } => Self::DiskVerify { device, mib, seed },
+            GuestCommand::DiskVerify { mib, seed, device } => {
+                Self::DiskVerify { device, mib, seed }
+            }
         }
     }
 }
 
 /// Sends the request and prints the reply; a failed verification is an error.
-pub async fn run(client: &ApiClient, name: &str, cmd: GuestCommand, json: bool) -> anyhow::Result<()> {
+pub async fn run(
+    client: &ApiClient,
+    name: &str,
+    cmd: GuestCommand,
+    json: bool,
+) -> anyhow::Result<()> {
     let reply = client.guest(name, &cmd.into()).await?;
     if json {
         output::json(&reply)?;
     } else {
         match &reply {
-            GuestReply::Hello(a) => println!("edgemig-guest {} (protocol {}), ready {} ms after boot", a.version, a.protocol, a.boot_ms),
+            GuestReply::Hello(a) => println!(
+                "edgemig-guest {} (protocol {}), ready {} ms after boot",
+                a.version, a.protocol, a.boot_ms
+            ),
             GuestReply::Mem(m) => println!(
                 "memory writer: {} MiB, {}, {} passes, {} pages written, rate {}",
                 m.mib,
                 if m.running { "running" } else { "stopped" },
                 m.passes,
                 m.pages_written,
-                m.rate_mib_s.map_or_else(|| "max".to_string(), |r| format!("{r} MiB/s"))
+                m.rate_mib_s
+                    .map_or_else(|| "max".to_string(), |r| format!("{r} MiB/s"))
             ),
-            GuestReply::MemVerify(v) => println!("memory verify: {} pages, {} bad", v.pages, v.bad_pages),
+            GuestReply::MemVerify(v) => {
+                println!("memory verify: {} pages, {} bad", v.pages, v.bad_pages)
+            }
             GuestReply::Disk(d) => println!(
                 "disk {}: {} bytes, checksum {:016x}, {}",
                 d.device,
@@ -99,10 +115,14 @@ pub async fn run(client: &ApiClient, name: &str, cmd: GuestCommand, json: bool) 
         }
     }
     match reply {
-        GuestReply::MemVerify(v) if v.bad_pages > 0 => {
-            Err(VerifyFailed(format!("{} of {} pages differ (first: {:?})", v.bad_pages, v.pages, v.first_bad_page)).into())
+        GuestReply::MemVerify(v) if v.bad_pages > 0 => Err(VerifyFailed(format!(
+            "{} of {} pages differ (first: {:?})",
+            v.bad_pages, v.pages, v.first_bad_page
+        ))
+        .into()),
+        GuestReply::Disk(d) if !d.ok => {
+            Err(VerifyFailed(format!("{} bad blocks on {}", d.bad_blocks, d.device)).into())
         }
-        GuestReply::Disk(d) if !d.ok => Err(VerifyFailed(format!("{} bad blocks on {}", d.bad_blocks, d.device)).into()),
         _ => Ok(()),
     }
 }

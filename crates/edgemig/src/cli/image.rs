@@ -41,7 +41,12 @@ pub fn target_dir() -> PathBuf {
 
 /// Runs an image subcommand.
 pub fn run(cmd: ImageCommand, json: bool) -> anyhow::Result<()> {
-    let ImageCommand::Build { out, kernel_dir, guest_agent, busybox } = cmd;
+    let ImageCommand::Build {
+        out,
+        kernel_dir,
+        guest_agent,
+        busybox,
+    } = cmd;
     let target = target_dir();
     let spec = ImageSpec {
         kernel_dir: kernel_dir.unwrap_or_else(|| target.join("guest-kernel")),

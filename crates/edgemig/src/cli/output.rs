@@ -11,10 +11,19 @@ pub fn json<T: Serialize>(value: &T) -> anyhow::Result<()> {
 
 /// One table row per VM.
 pub fn vm_table(vms: &[VmInfo]) {
-    println!("{:<20} {:<8} {:>8} {:>5} {:>8} {:<18} GUEST", "NAME", "STATE", "MEMORY", "VCPU", "DISK", "ADDRESS");
+    println!(
+        "{:<20} {:<8} {:>8} {:>5} {:>8} {:<18} GUEST",
+        "NAME", "STATE", "MEMORY", "VCPU", "DISK", "ADDRESS"
+    );
     for vm in vms {
-        let address = vm.nics.first().and_then(|n| n.address.clone()).unwrap_or_default();
-        let disk = vm.disk_mib.map_or_else(|| "-".to_string(), |d| format!("{d}M"));
+        let address = vm
+            .nics
+            .first()
+            .and_then(|n| n.address.clone())
+            .unwrap_or_default();
+        let disk = vm
+            .disk_mib
+            .map_or_else(|| "-".to_string(), |d| format!("{d}M"));
         let guest = if vm.guest.is_some() { "ready" } else { "-" };
         println!(
             "{:<20} {:<8} {:>7}M {:>5} {:>8} {:<18} {guest}",
@@ -29,10 +38,20 @@ pub fn vm_details(vm: &VmInfo) {
     println!("state:      {}", vm.state);
     println!("memory:     {} MiB", vm.memory_mib);
     println!("vcpus:      {}", vm.vcpus);
-    println!("disk:       {}", vm.disk_mib.map_or_else(|| "none".to_string(), |d| format!("{d} MiB")));
-    println!("pid:        {}", vm.pid.map_or_else(|| "-".to_string(), |p| p.to_string()));
+    println!(
+        "disk:       {}",
+        vm.disk_mib
+            .map_or_else(|| "none".to_string(), |d| format!("{d} MiB"))
+    );
+    println!(
+        "pid:        {}",
+        vm.pid.map_or_else(|| "-".to_string(), |p| p.to_string())
+    );
     match &vm.guest {
-        Some(g) => println!("guest:      ready (edgemig-guest {}, protocol {}, booted in {} ms)", g.version, g.protocol, g.boot_ms),
+        Some(g) => println!(
+            "guest:      ready (edgemig-guest {}, protocol {}, booted in {} ms)",
+            g.version, g.protocol, g.boot_ms
+        ),
         None => println!("guest:      not ready"),
     }
     for nic in &vm.nics {

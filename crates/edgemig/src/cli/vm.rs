@@ -59,7 +59,12 @@ pub enum VmCommand {
 /// Runs a VM subcommand.
 pub async fn run(client: &ApiClient, cmd: VmCommand, json: bool) -> anyhow::Result<()> {
     let info = match cmd {
-        VmCommand::Create { name, memory, disk, vcpus } => {
+        VmCommand::Create {
+            name,
+            memory,
+            disk,
+            vcpus,
+        } => {
             let spec = VmCreate {
                 name,
                 memory_mib: parse_mib(&memory)?,
@@ -87,7 +92,9 @@ pub async fn run(client: &ApiClient, cmd: VmCommand, json: bool) -> anyhow::Resu
             return Ok(());
         }
         VmCommand::Show { name } => client.vm(&name).await?,
-        VmCommand::Guest { name, request } => return super::guest::run(client, &name, request, json).await,
+        VmCommand::Guest { name, request } => {
+            return super::guest::run(client, &name, request, json).await;
+        }
     };
     if json {
         output::json(&info)
