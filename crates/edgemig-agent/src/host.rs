@@ -58,6 +58,32 @@ pub fn process_alive(pid: u32) -> bool {
     }
 }
 
+/// Waits until process `pid` (not necessarily a child) exits, without
+/// polling: a pidfd becomes readable when the process ends.
+pub async fn wait_exit(pid: u32) -> std::io::Result<()> {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+    let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    if raw < 0 {
+        let err = std::io::Error::last_os_error();
+        return if err.raw_os_error() == Some(libc::ESRCH) {
+            Ok(())
+        } else {
+            Err(err)
+        };
+    }
+    let raw = i32::try_from(raw).map_err(|_| std::io::Error::other("pidfd out of range"))?;
+    // SAFETY: `raw` is a fresh pidfd that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    // SAFETY: `fd` is an OwnedFd moved into the AsyncFd; it stays open and
+    // refers to the same pidfd until the AsyncFd is dropped.
+    let async_fd = unsafe {
+        tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE)?
+    };
+    let _guard = async_fd.readable().await?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,30 +113,4 @@ mod tests {
         assert!(!process_matches(me, Path::new("no-such-marker-xyz")));
         assert!(memory().unwrap().total_mib > 0);
     }
-}
-
-/// Waits until process `pid` (not necessarily a child) exits, without
-/// polling: a pidfd becomes readable when the process ends.
-pub async fn wait_exit(pid: u32) -> std::io::Result<()> {
-    use std::os::fd::{FromRawFd, OwnedFd};
-    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
-    let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
-    if raw < 0 {
-        let err = std::io::Error::last_os_error();
-        return if err.raw_os_error() == Some(libc::ESRCH) {
-            Ok(())
-        } else {
-            Err(err)
-        };
-    }
-    let raw = i32::try_from(raw).map_err(|_| std::io::Error::other("pidfd out of range"))?;
-    // SAFETY: `raw` is a fresh pidfd that nothing else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-    // SAFETY: `fd` is an OwnedFd moved into the AsyncFd; it stays open and
-    // refers to the same pidfd until the AsyncFd is dropped.
-    let async_fd = unsafe {
-        tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE)?
-    };
-    let _guard = async_fd.readable().await?;
-    Ok(())
 }

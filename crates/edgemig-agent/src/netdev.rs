@@ -78,13 +78,13 @@ impl Netdev {
                 .add(LinkBridge::new(name).up().build())
                 .execute()
                 .await;
-            if let Err(source) = add {
-                if !is_exists(&source) {
-                    return Err(NetdevError::Request {
-                        what: format!("create bridge {name}"),
-                        source,
-                    });
-                }
+            if let Err(source) = add
+                && !is_exists(&source)
+            {
+                return Err(NetdevError::Request {
+                    what: format!("create bridge {name}"),
+                    source,
+                });
             }
         }
         let index = self
@@ -97,13 +97,13 @@ impl Netdev {
             .add(index, IpAddr::V4(gateway), prefix_len)
             .execute()
             .await;
-        if let Err(source) = addr {
-            if !is_exists(&source) {
-                return Err(NetdevError::Request {
-                    what: format!("add {gateway}/{prefix_len} to {name}"),
-                    source,
-                });
-            }
+        if let Err(source) = addr
+            && !is_exists(&source)
+        {
+            return Err(NetdevError::Request {
+                what: format!("add {gateway}/{prefix_len} to {name}"),
+                source,
+            });
         }
         self.set_up(index, name).await?;
         Ok(index)

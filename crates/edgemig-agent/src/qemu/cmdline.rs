@@ -190,6 +190,15 @@ mod tests {
         assert!(joined.contains("ifname=emv3n1"));
         assert!(joined.contains(&format!("name={PORT_NAME}")));
         assert!(joined.contains("/s/vms/vm1/data.qcow2"));
-        assert!(!joined.contains("user"), "never -netdev user: {joined}");
+        let netdevs: Vec<_> = line
+            .windows(2)
+            .filter(|w| w[0] == "-netdev")
+            .map(|w| w[1].as_str())
+            .collect();
+        assert_eq!(netdevs.len(), 2);
+        assert!(
+            netdevs.iter().all(|n| n.starts_with("tap,")),
+            "only TAP backends, never -netdev user: {netdevs:?}"
+        );
     }
 }
