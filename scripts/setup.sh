@@ -61,7 +61,7 @@ if [[ ! -f $kernel_dir/vmlinuz || ! -f $kernel_dir/modules/.complete-v2 ]]; then
   [[ -n $pkg ]] || { log "cannot resolve linux-image-cloud-amd64"; exit 1; }
   work=$(mktemp -d)
   trap 'rm -rf "$work"' EXIT
-  (cd "$work" && apt-get download -qq "$pkg")
+  (cd "$work" && apt-get download -qq -o APT::Sandbox::User=root "$pkg")
   dpkg-deb -x "$work"/*.deb "$work/root"
   rm -rf "$kernel_dir"
   mkdir -p "$kernel_dir/modules"
