@@ -20,6 +20,7 @@ pub struct TestAgent {
     dir: tempfile::TempDir,
     child: Option<Child>,
     binary: PathBuf,
+    image_dir: PathBuf,
     netns: Option<NetNs>,
 }
 
@@ -27,6 +28,11 @@ impl TestAgent {
     /// Starts `edgemigd` (the binary at `binary`) in a new namespace with a
     /// default config and waits until its API answers.
     pub fn start(binary: &Path) -> Self {
+        Self::start_with_image(binary, &guest_image_dir())
+    }
+
+    /// Like [`TestAgent::start`], with the guest image taken from `image_dir`.
+    pub fn start_with_image(binary: &Path, image_dir: &Path) -> Self {
         let prefix = unique_prefix();
         let dir = tempfile::Builder::new()
             .prefix(&format!("{prefix}-"))
@@ -38,6 +44,7 @@ impl TestAgent {
             dir,
             child: None,
             binary: binary.to_path_buf(),
+            image_dir: image_dir.to_path_buf(),
             netns: Some(netns),
         };
         agent.write_config();
@@ -56,7 +63,7 @@ bridge = "{prefix}br"
 subnet = "10.77.0.0/24"
 "#,
             dir = self.dir.path().display(),
-            image = guest_image_dir().display(),
+            image = self.image_dir.display(),
             prefix = self.prefix,
         );
         std::fs::write(self.config_path(), config).expect("write config");

@@ -104,3 +104,21 @@ fn agent_rejects_malformed_config() {
         stderr(&out)
     );
 }
+
+#[test]
+fn missing_guest_image_refuses_start_and_changes_nothing() {
+    let empty = tempfile::tempdir().unwrap();
+    let agent = TestAgent::start_with_image(agent_binary(), empty.path());
+    cli_json(&agent, &["vm", "create", "noimage", "--memory", "64M"]);
+    let out = cli(&agent.socket(), &["vm", "start", "noimage"]);
+    assert_eq!(code(&out), i32::from(exit::UNAVAILABLE), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("edgemig image build"),
+        "{}",
+        stderr(&out)
+    );
+    let shown = cli_json(&agent, &["vm", "show", "noimage"]);
+    assert_eq!(shown["state"], "stopped");
+    assert!(shown["pid"].is_null());
+    assert!(agent.qemu_pids().is_empty());
+}
