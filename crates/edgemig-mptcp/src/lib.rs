@@ -21,13 +21,12 @@
 //! ```
 
 mod attrs;
-mod netns;
 mod pm;
 mod socket;
 mod types;
 
 pub use attrs::WireError;
-pub use netns::{NetnsError, in_netns};
+pub use edgemig_netns::{NetnsError, in_netns};
 pub use pm::{MptcpPm, PmError};
 pub use socket::NetlinkError;
 pub use types::{Endpoint, EndpointFlags, Limits, NewEndpoint};

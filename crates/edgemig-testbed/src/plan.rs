@@ -98,6 +98,12 @@ pub fn valid_testbed_name(name: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
 }
 
+/// Namespace of `node` in testbed `testbed`. Node and testbed names never
+/// contain `_`, so `<testbed>_` prefixes exactly one testbed's namespaces.
+pub fn netns_name(testbed: &str, node: &str) -> String {
+    format!("{testbed}_{node}")
+}
+
 fn net(a: u8, b: u8, c: u8, host: u8) -> Ipv4Net {
     Ipv4Net::new(Ipv4Addr::new(a, b, c, host), 24).unwrap_or_default()
 }
@@ -105,7 +111,7 @@ fn net(a: u8, b: u8, c: u8, host: u8) -> Ipv4Net {
 /// The plan for `config` under testbed `name` (validated config assumed:
 /// at most 200 paths and 200 access links).
 pub fn plan(name: &str, config: &TestbedConfig) -> Plan {
-    let netns = |node: &str| format!("{name}-{node}");
+    let netns = |node: &str| netns_name(name, node);
     let sites: Vec<SitePlan> = config
         .sites
         .iter()
@@ -191,7 +197,7 @@ mod tests {
     #[test]
     fn default_plan_has_distinct_addresses_and_short_names() {
         let p = plan("tb1", &TestbedConfig::default_config());
-        assert_eq!(p.sites[0].netns, "tb1-site-a");
+        assert_eq!(p.sites[0].netns, "tb1_site-a");
         assert_eq!(p.sites[1].gateway, Ipv4Addr::new(10, 20, 0, 1));
         assert_eq!(p.paths.len(), 2);
         assert_eq!(p.paths[1].a.addr.to_string(), "172.31.2.1/24");
