@@ -13,7 +13,7 @@ if [[ ${1:-} == --release ]]; then profile=release; cargo_profile=(--release); f
 # The guest agent runs inside a busybox initramfs: link it statically.
 RUSTFLAGS="-C target-feature=+crt-static" \
   cargo build --locked -q -p edgemig-guest --release --target x86_64-unknown-linux-gnu
-cargo build --locked -q "${cargo_profile[@]}" -p edgemig --bins
+cargo build --locked -q "${cargo_profile[@]}" -p edgemig -p edgemig-linkemu --bins
 "target/$profile/edgemig" image build \
   --kernel-dir target/guest-kernel \
   --guest-agent target/x86_64-unknown-linux-gnu/release/edgemig-guest \

@@ -7,7 +7,7 @@ use std::path::Path;
 use ipnet::Ipv4Net;
 use serde::Deserialize;
 
-use crate::units::{UnitError, parse_duration, parse_loss, parse_rate};
+use edgemig_linkemu::units::{UnitsError, parse_duration, parse_loss, parse_rate};
 
 /// Errors of a testbed config; all are found before anything is created.
 #[derive(Debug, thiserror::Error)]
@@ -31,7 +31,7 @@ pub enum ConfigError {
         context: String,
         /// What.
         #[source]
-        source: UnitError,
+        source: UnitsError,
     },
     /// Inconsistent values.
     #[error("Invalid testbed config: {0}")]
@@ -167,14 +167,14 @@ fn valid_node_name(name: &str) -> bool {
 impl LinkShape {
     /// Checks every value parses.
     fn check(&self, context: &str) -> Result<(), ConfigError> {
-        let wrap = |source| ConfigError::Unit {
-            context: context.to_string(),
-            source,
+        let wrap = |field: &str| {
+            let context = format!("{context}: {field}");
+            move |source| ConfigError::Unit { context, source }
         };
-        parse_rate(&self.rate).map_err(wrap)?;
-        parse_duration(&self.delay).map_err(wrap)?;
-        parse_duration(&self.jitter).map_err(wrap)?;
-        parse_loss(&self.loss).map_err(wrap)?;
+        parse_rate(&self.rate).map_err(wrap("rate"))?;
+        parse_duration(&self.delay).map_err(wrap("delay"))?;
+        parse_duration(&self.jitter).map_err(wrap("jitter"))?;
+        parse_loss(&self.loss).map_err(wrap("loss"))?;
         Ok(())
     }
 }
@@ -348,13 +348,13 @@ mod tests {
             err(&format!(
                 "{TWO_SITES}[[path]]\nbetween = [\"a\", \"b\"]\nrate = \"fast\"\n"
             ))
-            .contains("Invalid rate \"fast\"")
+            .contains("rate: invalid number in \"fast\"")
         );
         assert!(
             err(&format!(
                 "{TWO_SITES}[[path]]\nbetween = [\"a\", \"b\"]\nrate = \"1mbit\"\ndelay = \"10\"\n"
             ))
-            .contains("Invalid delay")
+            .contains("delay: ")
         );
         assert!(err("[[site]]\nname = \"a\"\nvm_subnet = \"10.1.0.0/16\"\n[[site]]\nname = \"b\"\nvm_subnet = \"10.1.2.0/24\"\n").contains("overlaps"));
         assert!(

@@ -1,11 +1,19 @@
 //! The edge testbed: sites, WAN paths and clients as network namespaces on
-//! one machine. This crate holds the config format (the contract tests,
-//! benchmarks and users write against), its validation, and the topology
-//! plan derived from it without I/O.
+//! one machine. The config format (the contract tests, benchmarks and users
+//! write against), its validation, the topology plan derived from it, and
+//! the lifecycle that builds and removes it with real namespaces, link
+//! emulators, MPTCP settings and site agents.
 
 pub mod config;
+pub mod control;
+pub mod lifecycle;
+pub mod nl;
 pub mod plan;
-pub mod units;
+pub mod process;
+pub mod state;
 
 pub use config::{ConfigError, TestbedConfig};
+pub use edgemig_linkemu::units;
+pub use lifecycle::{DownReport, TestbedError, UpOptions, down, up};
 pub use plan::{Plan, plan};
+pub use state::TestbedState;

@@ -3,6 +3,7 @@
 mod guest;
 mod image;
 mod output;
+mod testbed;
 mod vm;
 
 use std::path::PathBuf;
@@ -18,6 +19,12 @@ pub struct Cli {
     /// API socket of the local edgemigd.
     #[arg(long, global = true, env = "EDGEMIG_SOCKET", default_value = edgemig_api::DEFAULT_SOCKET)]
     pub socket: PathBuf,
+    /// Talk to the agent of this testbed site (with --testbed) instead of --socket.
+    #[arg(long, global = true, requires = "testbed")]
+    pub site: Option<String>,
+    /// Testbed whose site --site names.
+    #[arg(long, global = true, requires = "site")]
+    pub testbed: Option<String>,
     /// Print results as JSON.
     #[arg(long, global = true)]
     pub json: bool,
@@ -35,16 +42,32 @@ pub enum Command {
     /// Build the guest image.
     #[command(subcommand)]
     Image(image::ImageCommand),
+    /// Build, inspect, change and remove an edge testbed on this machine.
+    #[command(subcommand)]
+    Testbed(testbed::TestbedCommand),
     /// Show the local agent's site.
     Site,
 }
 
 /// Runs the parsed command.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let client = ApiClient::new(&cli.socket);
+    let socket = match (&cli.testbed, &cli.site) {
+        (Some(testbed), Some(site)) => {
+            let state = edgemig_testbed::TestbedState::load(testbed)?;
+            state
+                .sites
+                .iter()
+                .find(|s| &s.name == site)
+                .map(|s| s.api_socket.clone())
+                .ok_or_else(|| anyhow::anyhow!("Testbed {testbed:?} has no site {site:?}"))?
+        }
+        _ => cli.socket.clone(),
+    };
+    let client = ApiClient::new(&socket);
     match cli.command {
         Command::Vm(cmd) => vm::run(&client, cmd, cli.json).await,
         Command::Image(cmd) => image::run(cmd, cli.json),
+        Command::Testbed(cmd) => testbed::run(cmd, cli.json).await,
         Command::Site => {
             let site = client.site().await?;
             if cli.json {
