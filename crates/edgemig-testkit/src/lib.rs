@@ -5,11 +5,13 @@
 mod agent;
 mod netns;
 mod paths;
+mod testbed;
 mod wait;
 
 pub use agent::TestAgent;
 pub use netns::{NetNs, exists as netns_exists};
 pub use paths::{guest_image_dir, workspace_target};
+pub use testbed::TestTestbed;
 pub use wait::wait_until;
 
 use std::sync::atomic::{AtomicU32, Ordering};
