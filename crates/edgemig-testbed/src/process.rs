@@ -172,9 +172,10 @@ pub fn wait_for_log(
     }
 }
 
-/// Runs `argv` inside `netns` in the foreground (stdio inherited) and
-/// returns its exit status.
-pub fn run_in(netns: &str, argv: &[String]) -> Result<std::process::ExitStatus, ProcessError> {
+/// A command prepared to run inside `netns` (the child joins the namespace
+/// between fork and exec). The returned file must stay open until the
+/// command was spawned.
+fn command_in(netns: &str, argv: &[String]) -> Result<(Command, File), ProcessError> {
     let Some((program, args)) = argv.split_first() else {
         return Err(ProcessError::Spawn(
             "an empty command".into(),
@@ -197,7 +198,21 @@ pub fn run_in(netns: &str, argv: &[String]) -> Result<std::process::ExitStatus, 
             Ok(())
         });
     }
-    let status = cmd.status().map_err(err)?;
-    drop(ns_file);
-    Ok(status)
+    Ok((cmd, ns_file))
+}
+
+/// Runs `argv` inside `netns` in the foreground (stdio inherited) and
+/// returns its exit status.
+pub fn run_in(netns: &str, argv: &[String]) -> Result<std::process::ExitStatus, ProcessError> {
+    let (mut cmd, _ns) = command_in(netns, argv)?;
+    cmd.status()
+        .map_err(|e| ProcessError::Spawn(argv[0].clone(), e))
+}
+
+/// Runs `argv` inside `netns` and collects its output.
+pub fn output_in(netns: &str, argv: &[String]) -> Result<std::process::Output, ProcessError> {
+    let (mut cmd, _ns) = command_in(netns, argv)?;
+    cmd.stdin(Stdio::null())
+        .output()
+        .map_err(|e| ProcessError::Spawn(argv[0].clone(), e))
 }

@@ -276,3 +276,33 @@ fn bad_configs_are_rejected_before_anything_is_created() {
         stderr(&out)
     );
 }
+
+#[test]
+fn bench_links_reports_every_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(cli_path())
+        .env("EDGEMIG_TESTBED_DIR", dir.path())
+        .args(["--json", "bench", "links", "--seconds", "1", "--sweep", ""])
+        .output()
+        .expect("run bench");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("bench JSON");
+    let paths = report["paths"].as_array().expect("paths");
+    assert_eq!(paths.len(), 2);
+    for p in paths {
+        for field in ["name", "rate_mbit", "measured_mbit", "delay_ms", "rtt_ms"] {
+            assert!(!p[field].is_null(), "{field} missing in {p}");
+        }
+        assert!(p["measured_mbit"].as_f64() > Some(0.0), "{p}");
+    }
+    for field in [
+        "mptcp_mbit",
+        "tcp_mbit",
+        "mptcp_speedup",
+        "emulator_cpu_per_100mbit",
+    ] {
+        assert!(report[field].as_f64() > Some(0.0), "{field} in {report}");
+    }
+    // The benchmark removed its testbed.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}

@@ -1,5 +1,6 @@
 //! Command-line structure of `edgemig` and dispatch to the subcommands.
 
+mod bench;
 mod guest;
 mod image;
 mod output;
@@ -45,6 +46,9 @@ pub enum Command {
     /// Build, inspect, change and remove an edge testbed on this machine.
     #[command(subcommand)]
     Testbed(testbed::TestbedCommand),
+    /// Run a benchmark (against its baseline, in the same run).
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
     /// Show the local agent's site.
     Site,
 }
@@ -68,6 +72,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Vm(cmd) => vm::run(&client, cmd, cli.json).await,
         Command::Image(cmd) => image::run(cmd, cli.json),
         Command::Testbed(cmd) => testbed::run(cmd, cli.json).await,
+        Command::Bench(cmd) => bench::run(cmd, cli.json).await,
         Command::Site => {
             let site = client.site().await?;
             if cli.json {

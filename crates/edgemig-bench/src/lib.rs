@@ -1,0 +1,9 @@
+//! edgemig's benchmarks. Each one measures edgemig and its baseline in the
+//! same run, on a testbed it brings up and removes itself, and reports
+//! ratios together with the conditions.
+
+pub mod cpu;
+pub mod links;
+pub mod tools;
+
+pub use links::{LinksOptions, LinksReport, LinksRun, run_links};

@@ -1,0 +1,117 @@
+//! `edgemig bench ...`: benchmarks that measure edgemig against a baseline
+//! in the same run, on testbeds they build and remove themselves.
+
+use std::path::PathBuf;
+
+use clap::Subcommand;
+use edgemig_bench::{LinksOptions, LinksReport, LinksRun, run_links};
+use edgemig_testbed::TestbedConfig;
+
+use super::image::target_dir;
+use super::output;
+
+/// Benchmarks.
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// The testbed's emulated links: throughput and RTT vs configured, emulator
+    /// CPU, MPTCP over all paths vs TCP over one.
+    Links {
+        /// Testbed config to measure [default: the default testbed].
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Seconds per throughput measurement.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        /// Path rates (Mbit/s) to repeat the run with; `--sweep ''` for none.
+        #[arg(long, value_delimiter = ',', default_value = "10,50,200")]
+        sweep: Vec<String>,
+        /// The traffic tool [default: <target>/x86_64-unknown-linux-gnu/release/edgemig-guest].
+        #[arg(long)]
+        tool: Option<PathBuf>,
+    },
+}
+
+/// Runs a benchmark.
+pub async fn run(cmd: BenchCommand, json: bool) -> anyhow::Result<()> {
+    let BenchCommand::Links {
+        config,
+        seconds,
+        sweep,
+        tool,
+    } = cmd;
+    anyhow::ensure!(
+        seconds > 0.0 && seconds <= 600.0,
+        "--seconds must be in (0, 600]"
+    );
+    let sweep_mbit = sweep
+        .iter()
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<u64>().map_err(|_| {
+                anyhow::anyhow!("Invalid --sweep rate {s:?}: Mbit/s as a whole number")
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let exe_dir = std::env::current_exe()?
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_default();
+    let target = target_dir();
+    let opts = LinksOptions {
+        config: match config {
+            Some(path) => TestbedConfig::load(&path)?,
+            None => TestbedConfig::default_config(),
+        },
+        seconds,
+        sweep_mbit,
+        agent: exe_dir.join("edgemigd"),
+        linkemu: exe_dir.join("edgemig-linkemu"),
+        image_dir: target.join("guest-image"),
+        tool: tool.unwrap_or_else(|| target.join("x86_64-unknown-linux-gnu/release/edgemig-guest")),
+    };
+    let report = run_links(&opts).await?;
+    if json {
+        return output::json(&report);
+    }
+    print_report(&report);
+    Ok(())
+}
+
+fn print_run(title: &str, run: &LinksRun) {
+    println!("{title}");
+    println!(
+        "  {:<8} {:>10} {:>14} {:>9} {:>9} {:>9}",
+        "path", "rate Mb/s", "measured Mb/s", "ratio", "2xdelay", "RTT ms"
+    );
+    for p in &run.paths {
+        println!(
+            "  {:<8} {:>10.1} {:>14.1} {:>8.1}% {:>9.1} {:>9.2}",
+            p.name,
+            p.rate_mbit,
+            p.measured_mbit,
+            100.0 * p.measured_mbit / p.rate_mbit.max(f64::MIN_POSITIVE),
+            2.0 * p.delay_ms,
+            p.rtt_ms
+        );
+    }
+    println!(
+        "  MPTCP over all paths {:.1} Mb/s vs TCP over path1 {:.1} Mb/s: {:.2}x; emulator CPU {:.1}% of a core per 100 Mb/s",
+        run.mptcp_mbit,
+        run.tcp_mbit,
+        run.mptcp_speedup,
+        100.0 * run.emulator_cpu_per_100mbit
+    );
+}
+
+fn print_report(report: &LinksReport) {
+    print_run(
+        &format!("config ({} s per measurement)", report.seconds),
+        &report.main,
+    );
+    for point in &report.sweep {
+        print_run(
+            &format!("every path at {} Mbit/s", point.path_rate_mbit),
+            &point.run,
+        );
+    }
+}
