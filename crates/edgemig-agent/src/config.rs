@@ -45,10 +45,17 @@ pub struct SiteConfig {
     /// migrations).
     #[serde(default)]
     pub listen: Option<SocketAddr>,
-    /// Host interfaces that carry migration traffic; each becomes an MPTCP
-    /// subflow endpoint. Empty: the routing table decides.
+    /// Host interfaces that carry migration traffic (their byte counters
+    /// give the per-path numbers of migration reports).
     #[serde(default)]
     pub migration_interfaces: Vec<String>,
+    /// Bandwidth of each migration path in Mbit/s, as known to the
+    /// operator; used to choose compression. Empty: unknown.
+    #[serde(default)]
+    pub migration_path_mbit: Vec<u64>,
+    /// Other sites' agents this site may migrate VMs to.
+    #[serde(default, rename = "peer")]
+    pub peers: Vec<PeerConfig>,
     /// The VM network of this site.
     pub vm_network: VmNetwork,
     /// Directory of the agent's state: the VM store and one directory per VM
@@ -63,6 +70,16 @@ pub struct SiteConfig {
     /// TLS files for agent-to-agent connections.
     #[serde(default)]
     pub tls: Option<TlsFiles>,
+}
+
+/// Another site's agent.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerConfig {
+    /// Its site name (must match the name in its certificate).
+    pub site: String,
+    /// Its `listen` address as reachable from here.
+    pub address: SocketAddr,
 }
 
 /// The bridge VMs' nic0 is attached to.

@@ -37,6 +37,16 @@ fn parse_meminfo(text: &str) -> Option<HostMemory> {
     })
 }
 
+/// Cores not busy now: online cores minus the 1-minute load average.
+pub fn spare_cores() -> f64 {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get) as f64;
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    (cores - load).max(0.0)
+}
+
 /// Whether process `pid` exists and its command line contains `marker`
 /// (guards against a recycled pid).
 pub fn process_matches(pid: u32, marker: &Path) -> bool {

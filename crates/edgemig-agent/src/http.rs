@@ -8,7 +8,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use edgemig_api::{ApiErrorBody, ErrorCode, SiteInfo, VmCreate, VmInfo};
+use edgemig_api::peer::{IncomingReady, IncomingRequest, IncomingStatus};
+use edgemig_api::{
+    ApiErrorBody, ErrorCode, MigrateRequest, MigrationView, SiteInfo, VmCreate, VmInfo,
+};
 use edgemig_guest_proto::{GuestReply, GuestRequest};
 
 use crate::guest_channel::GuestChannelError;
@@ -40,7 +43,7 @@ impl From<ManagerError> for ApiError {
     fn from(e: ManagerError) -> Self {
         let code = match &e {
             ManagerError::Invalid(_) => ErrorCode::BadRequest,
-            ManagerError::NotFound(_) => ErrorCode::NotFound,
+            ManagerError::NotFound(_) | ManagerError::Missing(_) => ErrorCode::NotFound,
             ManagerError::Conflict(_) => ErrorCode::Conflict,
             ManagerError::Unavailable(_) => ErrorCode::Unavailable,
             ManagerError::Guest(GuestChannelError::Guest(_)) => ErrorCode::BadRequest,
@@ -87,6 +90,10 @@ pub fn router(manager: Arc<Manager>) -> Router {
         .route("/v1/vms/{name}/start", post(start))
         .route("/v1/vms/{name}/stop", post(stop))
         .route("/v1/vms/{name}/guest", post(guest))
+        .route("/v1/vms/{name}/migrate", post(migrate))
+        .route("/v1/vms/{name}/migrate/cancel", post(cancel_migration))
+        .route("/v1/migrations", get(migrations))
+        .route("/v1/migrations/{name}", get(migration))
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "No such route".into()) })
         .with_state(manager)
 }
@@ -131,4 +138,65 @@ async fn guest(
 ) -> ApiResult<GuestReply> {
     let Json(request) = body?;
     Ok(Json(m.guest(&name, request).await?))
+}
+
+async fn migrate(
+    State(m): Shared,
+    Path(name): Path<String>,
+    body: Result<Json<MigrateRequest>, JsonRejection>,
+) -> Result<(StatusCode, Json<MigrationView>), ApiError> {
+    let Json(req) = body?;
+    Ok((StatusCode::ACCEPTED, Json(m.migrate(&name, req).await?)))
+}
+
+async fn cancel_migration(State(m): Shared, Path(name): Path<String>) -> ApiResult<MigrationView> {
+    Ok(Json(m.cancel_migration(&name)?))
+}
+
+async fn migrations(State(m): Shared) -> ApiResult<Vec<MigrationView>> {
+    Ok(Json(m.migrations()))
+}
+
+async fn migration(State(m): Shared, Path(name): Path<String>) -> ApiResult<MigrationView> {
+    Ok(Json(m.migration(&name)?))
+}
+
+/// The agent-to-agent routes (served over mutual TLS only).
+pub fn peer_router(manager: Arc<Manager>) -> Router {
+    Router::new()
+        .route("/v1/peer/incoming", post(peer_incoming))
+        .route("/v1/peer/incoming/{name}", get(peer_status))
+        .route("/v1/peer/incoming/{name}/resume", post(peer_resume))
+        .route("/v1/peer/incoming/{name}/abort", post(peer_abort))
+        .fallback(|| async { ApiError::new(ErrorCode::NotFound, "No such route".into()) })
+        .layer(axum::middleware::from_fn(edgemig_pki::require_protocol))
+        .with_state(manager)
+}
+
+async fn peer_incoming(
+    State(m): Shared,
+    axum::Extension(peer): axum::Extension<edgemig_pki::PeerSite>,
+    body: Result<Json<IncomingRequest>, JsonRejection>,
+) -> ApiResult<IncomingReady> {
+    let Json(req) = body?;
+    if req.source_site != peer.0 {
+        return Err(ApiError::new(
+            ErrorCode::BadRequest,
+            format!("Peer {} claims to be site {}", peer.0, req.source_site),
+        ));
+    }
+    Ok(Json(m.prepare_incoming(req).await?))
+}
+
+async fn peer_status(State(m): Shared, Path(name): Path<String>) -> ApiResult<IncomingStatus> {
+    Ok(Json(m.incoming_status(&name).await?))
+}
+
+async fn peer_resume(State(m): Shared, Path(name): Path<String>) -> ApiResult<IncomingStatus> {
+    Ok(Json(m.resume_incoming(&name).await?))
+}
+
+async fn peer_abort(State(m): Shared, Path(name): Path<String>) -> ApiResult<serde_json::Value> {
+    m.abort_incoming(&name).await?;
+    Ok(Json(serde_json::json!({ "aborted": name })))
 }

@@ -34,6 +34,12 @@ pub enum AgentError {
     /// Host networking failed.
     #[error("Cannot set up the VM network")]
     Netdev(#[source] NetdevError),
+    /// The TLS files are unusable.
+    #[error("Cannot load the site's TLS files")]
+    Tls(#[source] edgemig_pki::TlsError),
+    /// QEMU's TLS credentials could not be written.
+    #[error("Cannot write QEMU's TLS credentials")]
+    QemuTls(#[source] edgemig_pki::QemuCredsError),
     /// Re-attaching to running VMs failed.
     #[error("Cannot re-attach to running VMs")]
     Reattach(#[source] ManagerError),
@@ -46,6 +52,11 @@ pub enum AgentError {
         #[source]
         source: std::io::Error,
     },
+    /// `listen` is set but there are no TLS files.
+    #[error(
+        "The config sets `listen` but no [tls] files: agents only talk to each other over mutual TLS"
+    )]
+    PeerWithoutTls,
     /// Serving failed.
     #[error("API server failed")]
     Serve(#[source] std::io::Error),
@@ -78,12 +89,40 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), AgentError> {
     let site = config.site.clone();
+    let listen = config.listen;
     let manager = Manager::open(config).await?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut peer_task = None;
+    if let Some(addr) = listen {
+        let tls = manager.peer_tls().ok_or(AgentError::PeerWithoutTls)?;
+        let peer_listener =
+            edgemig_pki::mptcp_listener(addr).map_err(|source| AgentError::Bind {
+                path: PathBuf::from(addr.to_string()),
+                source,
+            })?;
+        let router = crate::http::peer_router(manager.clone());
+        let mut rx = stop_rx.clone();
+        let stop = async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        peer_task = Some(tokio::spawn(edgemig_pki::serve(
+            peer_listener,
+            tls,
+            router,
+            stop,
+        )));
+        tracing::info!(%site, %addr, "peer API listening (mutual TLS)");
+    }
     tracing::info!(%site, "edgemigd ready");
-    axum::serve(listener, crate::http::router(manager))
+    let result = axum::serve(listener, crate::http::router(manager))
         .with_graceful_shutdown(shutdown)
         .await
-        .map_err(AgentError::Serve)?;
+        .map_err(AgentError::Serve);
+    let _ = stop_tx.send(true);
+    if let Some(task) = peer_task {
+        let _ = task.await;
+    }
+    result?;
     tracing::info!(%site, "edgemigd stopped; VMs keep running");
     Ok(())
 }

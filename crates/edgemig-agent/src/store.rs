@@ -85,6 +85,7 @@ mod tests {
         VmRecord {
             name: name.into(),
             id: 1,
+            mac_seed: 1,
             memory_mib: 128,
             vcpus: 1,
             disk_mib: Some(64),

@@ -13,6 +13,7 @@ use serde::de::DeserializeOwned;
 use tokio::net::UnixStream;
 
 use crate::API_PREFIX;
+use crate::migration::{MigrateRequest, MigrationView};
 use crate::types::{ApiErrorBody, ErrorCode, SiteInfo, VmCreate, VmInfo};
 
 /// Errors of [`ApiClient`].
@@ -127,6 +128,37 @@ impl ApiClient {
     ) -> Result<GuestReply, ClientError> {
         self.call(Method::POST, &format!("/vms/{name}/guest"), Some(request))
             .await
+    }
+
+    /// `POST /v1/vms/{name}/migrate`: starts a migration (returns at once).
+    pub async fn migrate(
+        &self,
+        name: &str,
+        request: &MigrateRequest,
+    ) -> Result<MigrationView, ClientError> {
+        self.call(Method::POST, &format!("/vms/{name}/migrate"), Some(request))
+            .await
+    }
+
+    /// `POST /v1/vms/{name}/migrate/cancel`.
+    pub async fn cancel_migration(&self, name: &str) -> Result<MigrationView, ClientError> {
+        self.call(
+            Method::POST,
+            &format!("/vms/{name}/migrate/cancel"),
+            None::<&()>,
+        )
+        .await
+    }
+
+    /// `GET /v1/migrations/{name}`: the running (else latest) migration of a VM.
+    pub async fn migration(&self, name: &str) -> Result<MigrationView, ClientError> {
+        self.call(Method::GET, &format!("/migrations/{name}"), None::<&()>)
+            .await
+    }
+
+    /// `GET /v1/migrations`.
+    pub async fn migrations(&self) -> Result<Vec<MigrationView>, ClientError> {
+        self.call(Method::GET, "/migrations", None::<&()>).await
     }
 
     async fn call<B: Serialize, T: DeserializeOwned>(

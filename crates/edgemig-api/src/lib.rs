@@ -3,9 +3,12 @@
 //! `docs/api/openapi.yaml`; every path starts with [`API_PREFIX`].
 
 pub mod client;
+pub mod migration;
+pub mod peer;
 pub mod types;
 
 pub use client::{ApiClient, ClientError};
+pub use migration::{MigrateRequest, MigrationView};
 pub use types::*;
 
 /// Prefix of every route; bumped when a change breaks clients.

@@ -50,6 +50,8 @@ pub enum VmState {
     Running,
     /// QEMU exited without being asked to.
     Crashed,
+    /// Prepared as a migration destination; runs once the source hands over.
+    Incoming,
 }
 
 impl fmt::Display for VmState {
@@ -58,6 +60,7 @@ impl fmt::Display for VmState {
             Self::Stopped => "stopped",
             Self::Running => "running",
             Self::Crashed => "crashed",
+            Self::Incoming => "incoming",
         })
     }
 }

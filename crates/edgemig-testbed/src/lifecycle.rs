@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use edgemig_mptcp::{EndpointFlags, Limits, MptcpPm, NewEndpoint};
 
+use edgemig_linkemu::units::parse_rate;
+
 use crate::config::TestbedConfig;
 use crate::nl::{NlError, NsNetlink};
 use crate::plan::{LinkEnd, Plan, plan, valid_testbed_name};
@@ -51,6 +53,9 @@ pub enum TestbedError {
     /// Netlink problem.
     #[error("Network set-up failed")]
     Netlink(#[from] NlError),
+    /// Certificates could not be made.
+    #[error("Cannot create the testbed's certificates")]
+    Pki(#[source] edgemig_pki::CertError),
     /// MPTCP problem.
     #[error("MPTCP set-up failed in {0}")]
     Mptcp(String, #[source] edgemig_mptcp::PmError),
@@ -205,8 +210,22 @@ async fn build(opts: &UpOptions, state: &mut TestbedState) -> Result<(), Testbed
         }
     }
     setup_mptcp(&plan)?;
-    for site in &plan.sites {
-        start_agent(opts, state, &plan, site).await?;
+    let pki_dir = state.dir.join("pki");
+    let sites: Vec<(String, Vec<IpAddr>)> = plan
+        .sites
+        .iter()
+        .map(|s| {
+            (
+                s.name.clone(),
+                path_ends(&plan, &s.name)
+                    .map(|e| IpAddr::V4(e.addr.addr()))
+                    .collect(),
+            )
+        })
+        .collect();
+    let certs = edgemig_pki::create_testbed_pki(&pki_dir, &sites).map_err(TestbedError::Pki)?;
+    for (site, files) in plan.sites.iter().zip(&certs) {
+        start_agent(opts, state, &plan, site, files).await?;
     }
     state.complete = true;
     state.save()?;
@@ -318,6 +337,17 @@ fn setup_mptcp(plan: &Plan) -> Result<(), TestbedError> {
     Ok(())
 }
 
+/// The path ends that belong to site `node`, in path order.
+fn path_ends<'a>(plan: &'a Plan, node: &'a str) -> impl Iterator<Item = &'a LinkEnd> + 'a {
+    plan.paths
+        .iter()
+        .flat_map(|p| [&p.a, &p.b])
+        .filter(move |e| e.node == node)
+}
+
+/// Port of every site agent's peer API.
+pub const PEER_PORT: u16 = 7700;
+
 /// Interface index of `name` in the calling thread's namespace.
 fn nix_ifindex(name: &str) -> Option<u32> {
     let c = std::ffi::CString::new(name).ok()?;
@@ -331,47 +361,75 @@ async fn start_agent(
     state: &mut TestbedState,
     plan: &Plan,
     site: &crate::plan::SitePlan,
+    tls: &edgemig_pki::SiteFiles,
 ) -> Result<(), TestbedError> {
     let site_dir = state.dir.join("sites").join(&site.name);
     std::fs::create_dir_all(&site_dir).map_err(io("create", &site_dir))?;
     let api_socket = site_dir.join("api.sock");
     let config = site_dir.join("site.toml");
     let log = site_dir.join("edgemigd.log");
-    let path_addrs: Vec<String> = plan
-        .paths
-        .iter()
-        .flat_map(|p| [&p.a, &p.b])
-        .filter(|e| e.node == site.name)
+    let path_addrs: Vec<String> = path_ends(plan, &site.name)
         .map(|e| e.addr.addr().to_string())
         .collect();
-    let ifaces: Vec<String> = plan
-        .paths
-        .iter()
-        .flat_map(|p| [&p.a, &p.b])
-        .filter(|e| e.node == site.name)
+    let ifaces: Vec<String> = path_ends(plan, &site.name)
         .map(|e| format!("{:?}", e.ifname))
         .collect();
-    let text = format!(
+    let rates: Vec<String> = plan
+        .paths
+        .iter()
+        .filter(|p| p.a.node == site.name || p.b.node == site.name)
+        .map(|p| (parse_rate(&p.shape.rate).unwrap_or(0) / 1_000_000).to_string())
+        .collect();
+    let mut text = format!(
         "# Written by `edgemig testbed up` for testbed {testbed}.\n\
          site = {name:?}\n\
          api_socket = {api:?}\n\
+         listen = \"0.0.0.0:{PEER_PORT}\"\n\
          state_dir = {state:?}\n\
          image_dir = {image:?}\n\
          migration_interfaces = [{ifaces}]\n\
+         migration_path_mbit = [{rates}]\n\
          [vm_network]\n\
          bridge = {bridge:?}\n\
          subnet = \"{subnet}\"\n\
-         gateway = \"{gateway}\"\n",
+         gateway = \"{gateway}\"\n\
+         [tls]\n\
+         ca = {ca:?}\n\
+         cert = {cert:?}\n\
+         key = {key:?}\n",
         testbed = plan.name,
         name = site.name,
         api = api_socket.display().to_string(),
         state = site_dir.join("state").display().to_string(),
         image = opts.image_dir.display().to_string(),
         ifaces = ifaces.join(", "),
+        rates = rates.join(", "),
         bridge = site.bridge,
         subnet = site.vm_subnet,
         gateway = site.gateway,
+        ca = tls.ca.display().to_string(),
+        cert = tls.cert.display().to_string(),
+        key = tls.key.display().to_string(),
     );
+    // Each other site is reached at its end of the first path between the two.
+    for other in plan.sites.iter().filter(|o| o.name != site.name) {
+        let end = plan.paths.iter().find_map(|p| {
+            if p.a.node == site.name && p.b.node == other.name {
+                Some(&p.b)
+            } else if p.b.node == site.name && p.a.node == other.name {
+                Some(&p.a)
+            } else {
+                None
+            }
+        });
+        if let Some(end) = end {
+            text.push_str(&format!(
+                "[[peer]]\nsite = {:?}\naddress = \"{}:{PEER_PORT}\"\n",
+                other.name,
+                end.addr.addr()
+            ));
+        }
+    }
     std::fs::write(&config, text).map_err(io("write", &config))?;
     let args: Vec<OsString> = vec!["--config".into(), config.clone().into()];
     let pid = process::spawn_detached(Some(&site.netns), &opts.agent, &args, &log)?;

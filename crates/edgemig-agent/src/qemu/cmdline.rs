@@ -64,6 +64,8 @@ pub struct VmLaunch<'a> {
     pub prefix_len: u8,
     /// Gateway of the site's VM network.
     pub gateway: Ipv4Addr,
+    /// Start as a migration destination (`-incoming defer`).
+    pub incoming: bool,
 }
 
 /// QMP id of NIC `index` (used with `set_link`).
@@ -107,6 +109,10 @@ pub fn build_args(l: &VmLaunch<'_>) -> Vec<OsString> {
         "console=ttyS0 panic=-1 quiet edgemig.ip0={}/{} edgemig.gw={}",
         r.address, l.prefix_len, l.gateway
     ));
+    if l.incoming {
+        push("-incoming".into());
+        push("defer".into());
+    }
     push("-pidfile".into());
     push(f.pidfile().display().to_string());
     push("-serial".into());
@@ -160,6 +166,7 @@ mod tests {
         let record = VmRecord {
             name: "vm1".into(),
             id: 3,
+            mac_seed: 3,
             memory_mib: 256,
             vcpus: 1,
             disk_mib: Some(64),
@@ -176,6 +183,7 @@ mod tests {
             accel: "tcg",
             prefix_len: 24,
             gateway: Ipv4Addr::new(10, 10, 0, 1),
+            incoming: false,
         });
         let line: Vec<String> = args
             .iter()

@@ -3,4 +3,4 @@
 
 mod record;
 
-pub use record::{VmRecord, allocate_address, is_valid_name};
+pub use record::{VmRecord, allocate_address, is_valid_name, random_mac_seed};

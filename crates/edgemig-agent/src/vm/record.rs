@@ -11,8 +11,11 @@ use serde::{Deserialize, Serialize};
 pub struct VmRecord {
     /// Unique name at this site.
     pub name: String,
-    /// Small unique number, used for TAP names and MAC addresses.
+    /// Small number unique at this site, used for TAP names.
     pub id: u32,
+    /// Random 24 bits of the VM's MAC addresses, chosen at creation and kept
+    /// when the VM migrates (the guest must keep its MACs).
+    pub mac_seed: u32,
     /// Guest RAM in MiB.
     pub memory_mib: u64,
     /// Virtual CPUs.
@@ -34,11 +37,24 @@ impl VmRecord {
     }
 
     /// MAC address of NIC `index`: QEMU's locally administered prefix, the
-    /// NIC index, then the VM id.
+    /// NIC index, then the VM's MAC seed.
     pub fn mac(&self, index: u8) -> String {
-        let [_, a, b, c] = self.id.to_be_bytes();
+        let [_, a, b, c] = self.mac_seed.to_be_bytes();
         format!("52:54:{index:02x}:{a:02x}:{b:02x}:{c:02x}")
     }
+}
+
+/// A random 24-bit MAC seed (std's hasher keys come from the OS's
+/// randomness).
+pub fn random_mac_seed() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    (h.finish() & 0x00ff_ffff) as u32
 }
 
 /// Whether `name` is a valid VM or site name: 1–32 of `[a-z0-9-]`, starting
@@ -82,6 +98,7 @@ mod tests {
         let r = VmRecord {
             name: "x".into(),
             id: u32::MAX,
+            mac_seed: 0x00ff_ffff,
             memory_mib: 1,
             vcpus: 1,
             disk_mib: None,

@@ -3,6 +3,7 @@
 mod bench;
 mod guest;
 mod image;
+mod migrate;
 mod output;
 mod testbed;
 mod vm;
@@ -43,6 +44,10 @@ pub enum Command {
     /// Build the guest image.
     #[command(subcommand)]
     Image(image::ImageCommand),
+    /// Live-migrate a VM to another site (`migrate cancel VM` stops one).
+    Migrate(migrate::MigrateArgs),
+    /// Running and recent migrations driven from this site.
+    Migrations,
     /// Build, inspect, change and remove an edge testbed on this machine.
     #[command(subcommand)]
     Testbed(testbed::TestbedCommand),
@@ -73,6 +78,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Image(cmd) => image::run(cmd, cli.json),
         Command::Testbed(cmd) => testbed::run(cmd, cli.json).await,
         Command::Bench(cmd) => bench::run(cmd, cli.json).await,
+        Command::Migrate(args) => migrate::run(&client, args, cli.json).await,
+        Command::Migrations => migrate::list(&client, cli.json).await,
         Command::Site => {
             let site = client.site().await?;
             if cli.json {

@@ -12,9 +12,17 @@ use edgemig_guest_proto::{GuestReply, GuestRequest};
 use edgemig_qmp::Qmp;
 use tokio::sync::Mutex;
 
+mod incoming;
+mod migrate;
+
+pub use incoming::ports;
+
+use edgemig_pki::{PeerTls, SiteFiles};
+
 use crate::config::SiteConfig;
 use crate::guest_channel::{GuestChannel, GuestChannelError};
 use crate::host;
+use crate::migration::registry::Registry;
 use crate::netdev::{Netdev, NetdevError};
 use crate::qemu::{self, LaunchError, QemuVersion, VmFiles, VmLaunch};
 use crate::store::{Store, StoreError};
@@ -36,6 +44,9 @@ pub enum ManagerError {
     /// No such VM.
     #[error("No VM named {0:?} at this site")]
     NotFound(String),
+    /// Something else named does not exist.
+    #[error("{0}")]
+    Missing(String),
     /// Conflicts with the current state.
     #[error("{0}")]
     Conflict(String),
@@ -70,23 +81,43 @@ pub enum ManagerError {
 
 /// A running VM's live connections.
 #[derive(Debug, Clone)]
-struct Live {
-    qmp: Qmp,
-    guest: GuestChannel,
-    pid: u32,
+pub(crate) struct Live {
+    pub(crate) qmp: Qmp,
+    pub(crate) guest: GuestChannel,
+    pub(crate) pid: u32,
+}
+
+/// Asks the guest agent who it is, in the background: after a re-attach or
+/// a migration the guest does not know a new host end is listening, so its
+/// readiness is learned from the answer.
+pub(crate) fn greet(guest: &GuestChannel, vm: &str) {
+    let hello = guest.clone();
+    let name = vm.to_string();
+    tokio::spawn(async move {
+        if let Err(error) = hello
+            .request(GuestRequest::Hello, GUEST_READY_TIMEOUT)
+            .await
+        {
+            tracing::warn!(vm = %name, %error, "guest agent did not answer");
+        }
+    });
 }
 
 /// The VM manager of one site.
 #[derive(Debug)]
 pub struct Manager {
-    config: SiteConfig,
+    pub(crate) config: SiteConfig,
     qemu_version: QemuVersion,
-    store: Store,
-    netdev: Netdev,
+    pub(crate) store: Store,
+    pub(crate) netdev: Netdev,
     bridge_index: u32,
-    live: Mutex<HashMap<String, Live>>,
+    pub(crate) live: Mutex<HashMap<String, Live>>,
     /// Serializes lifecycle changes (create, start, stop, delete).
-    ops: Mutex<()>,
+    pub(crate) ops: Mutex<()>,
+    /// Migrations driven from here.
+    pub(crate) migrations: Registry,
+    /// TLS for agent-to-agent connections, when the config has TLS files.
+    peer_tls: Option<PeerTls>,
 }
 
 fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ManagerError {
@@ -113,7 +144,24 @@ impl Manager {
             .ensure_bridge(&net.bridge, net.gateway(), net.subnet.prefix_len())
             .await
             .map_err(AgentError::Netdev)?;
+        let peer_tls = match &config.tls {
+            Some(files) => {
+                let site = SiteFiles {
+                    ca: files.ca.clone(),
+                    cert: files.cert.clone(),
+                    key: files.key.clone(),
+                };
+                let tls = PeerTls::load(&site).map_err(AgentError::Tls)?;
+                edgemig_pki::write_qemu_creds(&site, &config.state_dir.join("qemu-tls"))
+                    .map_err(AgentError::QemuTls)?;
+                Some(tls)
+            }
+            None => None,
+        };
+        let migrations = Registry::open(config.state_dir.join("migrations.jsonl"));
         let manager = Arc::new(Self {
+            migrations,
+            peer_tls,
             config,
             qemu_version,
             store,
@@ -137,11 +185,11 @@ impl Manager {
         })
     }
 
-    fn files(&self, name: &str) -> VmFiles {
+    pub(crate) fn files(&self, name: &str) -> VmFiles {
         VmFiles::new(self.config.state_dir.join("vms").join(name))
     }
 
-    fn record(&self, name: &str) -> Result<VmRecord, ManagerError> {
+    pub(crate) fn record(&self, name: &str) -> Result<VmRecord, ManagerError> {
         self.store
             .all()
             .map_err(ManagerError::Store)?
@@ -150,7 +198,7 @@ impl Manager {
             .ok_or_else(|| ManagerError::NotFound(name.to_string()))
     }
 
-    async fn info(&self, record: &VmRecord) -> VmInfo {
+    pub(crate) async fn info(&self, record: &VmRecord) -> VmInfo {
         let live = self.live.lock().await.get(&record.name).cloned();
         let files = self.files(&record.name);
         let prefix = self.config.vm_network.subnet.prefix_len();
@@ -245,6 +293,7 @@ impl Manager {
         let record = VmRecord {
             name: spec.name,
             id,
+            mac_seed: vm::random_mac_seed(),
             memory_mib: spec.memory_mib,
             vcpus: spec.vcpus,
             disk_mib: spec.disk_mib,
@@ -263,7 +312,11 @@ impl Manager {
         Ok(self.info(&record).await)
     }
 
-    async fn create_files(&self, record: &VmRecord, files: &VmFiles) -> Result<(), ManagerError> {
+    pub(crate) async fn create_files(
+        &self,
+        record: &VmRecord,
+        files: &VmFiles,
+    ) -> Result<(), ManagerError> {
         if files.dir.exists() {
             std::fs::remove_dir_all(&files.dir)
                 .map_err(io_err(format!("Cannot clear {}", files.dir.display())))?;
@@ -312,7 +365,7 @@ impl Manager {
                 "VM {name:?} is already running"
             )));
         }
-        let (kernel, initramfs) = self.image()?;
+        self.image()?;
         let available = host::memory()
             .map_err(io_err("Cannot read /proc/meminfo"))?
             .available_mib;
@@ -322,34 +375,47 @@ impl Manager {
                 record.memory_mib
             )));
         }
-        let files = self.files(name);
+        let live = self.launch(&record, false).await?;
+        let pid = live.pid;
+        record.state = VmState::Running;
+        record.pid = Some(pid);
+        self.store.put(&record).map_err(ManagerError::Store)?;
+        self.live.lock().await.insert(name.to_string(), live);
+        self.supervise(name.to_string(), pid);
+        tracing::info!(vm = name, pid, "VM started");
+        Ok(self.info(&record).await)
+    }
+
+    /// Starts QEMU for `record` (paused, with `-incoming defer` when
+    /// `incoming`), wires its NICs and guest channel, and resumes it unless
+    /// incoming. On failure QEMU is ended again.
+    pub(crate) async fn launch(
+        &self,
+        record: &VmRecord,
+        incoming: bool,
+    ) -> Result<Live, ManagerError> {
+        let (kernel, initramfs) = self.image()?;
+        let files = self.files(&record.name);
         for stale in [files.qmp(), files.guest_channel()] {
             let _ = std::fs::remove_file(stale);
         }
         let args = qemu::build_args(&VmLaunch {
-            record: &record,
+            record,
             files: &files,
             kernel: &kernel,
             initramfs: &initramfs,
             accel: &self.config.qemu.accel,
             prefix_len: self.config.vm_network.subnet.prefix_len(),
             gateway: self.config.vm_network.gateway(),
+            incoming,
         });
         let pid = qemu::launch(&self.config.qemu.binary, &args, &files.pidfile())
             .await
             .map_err(ManagerError::Launch)?;
-        match self.finish_start(&record, &files, pid).await {
-            Ok(live) => {
-                record.state = VmState::Running;
-                record.pid = Some(pid);
-                self.store.put(&record).map_err(ManagerError::Store)?;
-                self.live.lock().await.insert(name.to_string(), live);
-                self.supervise(name.to_string(), pid);
-                tracing::info!(vm = name, pid, "VM started");
-                Ok(self.info(&record).await)
-            }
+        match self.finish_start(record, &files, pid, !incoming).await {
+            Ok(live) => Ok(live),
             Err(e) => {
-                tracing::warn!(vm = name, pid, error = %e, "start failed; ending QEMU");
+                tracing::warn!(vm = %record.name, pid, error = %e, "start failed; ending QEMU");
                 let _ = qemu::kill(pid, libc::SIGKILL);
                 qemu::wait_gone(pid, QUIT_TIMEOUT).await;
                 Err(e)
@@ -363,6 +429,7 @@ impl Manager {
         record: &VmRecord,
         files: &VmFiles,
         pid: u32,
+        resume: bool,
     ) -> Result<Live, ManagerError> {
         let (qmp, _events) = Qmp::connect(files.qmp()).await.map_err(ManagerError::Qmp)?;
         qmp.set_link(&qemu::nic_id(1), false)
@@ -379,12 +446,14 @@ impl Manager {
         let guest = GuestChannel::connect(&files.guest_channel())
             .await
             .map_err(ManagerError::Guest)?;
-        qmp.cont().await.map_err(ManagerError::Qmp)?;
+        if resume {
+            qmp.cont().await.map_err(ManagerError::Qmp)?;
+        }
         Ok(Live { qmp, guest, pid })
     }
 
     /// Watches QEMU `pid` and records a crash when it exits unasked.
-    fn supervise(self: &Arc<Self>, name: String, pid: u32) {
+    pub(crate) fn supervise(self: &Arc<Self>, name: String, pid: u32) {
         let manager = Arc::downgrade(self);
         tokio::spawn(async move {
             if let Err(error) = host::wait_exit(pid).await {
@@ -480,6 +549,41 @@ impl Manager {
             .map_err(ManagerError::Guest)
     }
 
+    /// TLS for agent-to-agent connections.
+    pub fn peer_tls(&self) -> Option<PeerTls> {
+        self.peer_tls.clone()
+    }
+
+    /// Byte counters of the migration interfaces.
+    pub(crate) async fn interface_tx_bytes(&self) -> Vec<(String, u64)> {
+        let mut out = Vec::new();
+        for name in &self.config.migration_interfaces {
+            if let Some(bytes) = self.netdev.tx_bytes(name).await {
+                out.push((name.clone(), bytes));
+            }
+        }
+        out
+    }
+
+    /// Removes a VM that now runs at another site: QEMU quits, its files
+    /// and record go.
+    pub(crate) async fn remove_migrated(&self, name: &str) {
+        let _op = self.ops.lock().await;
+        let live = self.live.lock().await.remove(name);
+        if let Some(live) = live {
+            let _ = tokio::time::timeout(QUIT_TIMEOUT, live.qmp.quit()).await;
+            if !qemu::wait_gone(live.pid, QUIT_TIMEOUT).await {
+                let _ = qemu::kill(live.pid, libc::SIGKILL);
+                qemu::wait_gone(live.pid, QUIT_TIMEOUT).await;
+            }
+        }
+        let _ = std::fs::remove_dir_all(self.files(name).dir);
+        if let Err(error) = self.store.remove(name) {
+            tracing::error!(vm = name, %error, "cannot remove the migrated VM's record");
+        }
+        tracing::info!(vm = name, "VM left this site");
+    }
+
     /// Finds the VMs recorded as running: re-attaches to those whose QEMU
     /// still runs, marks the others crashed.
     async fn reattach_all(self: &Arc<Self>) -> Result<(), ManagerError> {
@@ -523,16 +627,7 @@ impl Manager {
         let guest = GuestChannel::connect(&files.guest_channel())
             .await
             .map_err(ManagerError::Guest)?;
-        let hello = guest.clone();
-        let name = record.name.clone();
-        tokio::spawn(async move {
-            if let Err(error) = hello
-                .request(GuestRequest::Hello, GUEST_READY_TIMEOUT)
-                .await
-            {
-                tracing::warn!(vm = %name, %error, "guest agent did not answer after re-attach");
-            }
-        });
+        greet(&guest, &record.name);
         Ok(Live { qmp, guest, pid })
     }
 }

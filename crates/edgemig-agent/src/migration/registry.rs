@@ -1,0 +1,130 @@
+//! The migrations this agent drives as a source: the running ones (with
+//! their latest progress and a cancel switch) and the finished ones (kept
+//! in memory and appended to `STATE_DIR/migrations.jsonl`).
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use edgemig_api::MigrationView;
+use edgemig_migration::{MigrationReport, ProgressEvent};
+use tokio::sync::watch;
+
+/// Most finished migrations kept in memory.
+const HISTORY: usize = 200;
+
+#[derive(Debug)]
+struct Running {
+    to: String,
+    progress: Option<ProgressEvent>,
+    cancel: watch::Sender<bool>,
+}
+
+/// Running and finished migrations.
+#[derive(Debug)]
+pub struct Registry {
+    running: Mutex<HashMap<String, Running>>,
+    finished: Mutex<Vec<MigrationReport>>,
+    log: PathBuf,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Registry {
+    /// A registry persisting finished reports to `log`; earlier ones are
+    /// read back.
+    pub fn open(log: PathBuf) -> Self {
+        let finished = std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect::<Vec<MigrationReport>>();
+        let skip = finished.len().saturating_sub(HISTORY);
+        Self {
+            running: Mutex::new(HashMap::new()),
+            finished: Mutex::new(finished.into_iter().skip(skip).collect()),
+            log,
+        }
+    }
+
+    /// Registers a migration of `vm` to `to`; None when one is running.
+    pub fn begin(&self, vm: &str, to: &str) -> Option<watch::Receiver<bool>> {
+        let mut running = lock(&self.running);
+        if running.contains_key(vm) {
+            return None;
+        }
+        let (cancel, rx) = watch::channel(false);
+        running.insert(
+            vm.to_string(),
+            Running {
+                to: to.to_string(),
+                progress: None,
+                cancel,
+            },
+        );
+        Some(rx)
+    }
+
+    /// Records progress of `vm`'s migration.
+    pub fn progress(&self, vm: &str, event: ProgressEvent) {
+        if let Some(r) = lock(&self.running).get_mut(vm) {
+            r.progress = Some(event);
+        }
+    }
+
+    /// Asks `vm`'s migration to stop; false when none runs.
+    pub fn cancel(&self, vm: &str) -> bool {
+        lock(&self.running)
+            .get(vm)
+            .is_some_and(|r| r.cancel.send(true).is_ok())
+    }
+
+    /// Ends `vm`'s migration with `report`.
+    pub fn finish(&self, vm: &str, report: MigrationReport) {
+        lock(&self.running).remove(vm);
+        if let Ok(line) = serde_json::to_string(&report) {
+            let appended = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.log)
+                .and_then(|mut f| writeln!(f, "{line}"));
+            if let Err(error) = appended {
+                tracing::warn!(%error, "cannot append to the migration log");
+            }
+        }
+        let mut finished = lock(&self.finished);
+        finished.push(report);
+        let excess = finished.len().saturating_sub(HISTORY);
+        finished.drain(..excess);
+    }
+
+    /// Running migrations first, then finished ones, newest first.
+    pub fn list(&self) -> Vec<MigrationView> {
+        let mut out: Vec<MigrationView> = lock(&self.running)
+            .iter()
+            .map(|(vm, r)| MigrationView {
+                vm: vm.clone(),
+                to: r.to.clone(),
+                running: true,
+                progress: r.progress.clone(),
+                report: None,
+            })
+            .collect();
+        out.extend(lock(&self.finished).iter().rev().map(|rep| MigrationView {
+            vm: rep.vm.clone(),
+            to: rep.to.clone(),
+            running: false,
+            progress: None,
+            report: Some(rep.clone()),
+        }));
+        out
+    }
+
+    /// The running migration of `vm`, else its latest finished one.
+    pub fn latest(&self, vm: &str) -> Option<MigrationView> {
+        self.list().into_iter().find(|v| v.vm == vm)
+    }
+}

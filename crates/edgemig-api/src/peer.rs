@@ -1,0 +1,69 @@
+//! The agent-to-agent protocol (served over mutual TLS on the site's
+//! `listen` address): the source agent asks the destination to prepare an
+//! incoming VM, then to resume or abort it.
+
+use serde::{Deserialize, Serialize};
+
+/// Version of the peer protocol; a peer speaking another version is refused.
+pub const PEER_PROTOCOL: u32 = 1;
+
+/// Header carrying [`PEER_PROTOCOL`] on every peer request.
+pub const PROTOCOL_HEADER: &str = "x-edgemig-protocol";
+
+/// What the destination must recreate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IncomingVm {
+    /// VM name (kept across the migration).
+    pub name: String,
+    /// Guest RAM in MiB.
+    pub memory_mib: u64,
+    /// Virtual CPUs.
+    pub vcpus: u32,
+    /// Data disk size in MiB, if any.
+    pub disk_mib: Option<u64>,
+    /// MAC seed (the guest keeps its MAC addresses).
+    pub mac_seed: u32,
+    /// The guest's current address on nic0.
+    pub address: String,
+}
+
+/// `POST /v1/peer/incoming`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IncomingRequest {
+    /// The VM.
+    pub vm: IncomingVm,
+    /// Site the VM comes from.
+    pub source_site: String,
+    /// Listen with MPTCP (`"mptcp": true`) on the memory and NBD sockets.
+    pub mptcp: bool,
+    /// Use TLS (the site certificates) on the memory stream and NBD.
+    pub tls: bool,
+    /// Migration capabilities to set (QEMU names), same as the source.
+    pub capabilities: Vec<(String, bool)>,
+    /// Migration parameters to set (QEMU names), same as the source.
+    pub parameters: serde_json::Value,
+}
+
+/// Answer to [`IncomingRequest`]: where to send memory and disk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IncomingReady {
+    /// Port of the memory stream (on every address of the destination).
+    pub memory_port: u16,
+    /// Port of the NBD server for the data disk, when the VM has one.
+    pub nbd_port: Option<u16>,
+    /// QEMU version at the destination.
+    pub qemu_version: String,
+}
+
+/// State of an incoming VM at the destination.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IncomingStatus {
+    /// VM name.
+    pub name: String,
+    /// QEMU's migration status (`active`, `completed`, `failed`, ...).
+    pub migration: String,
+    /// Whether the VM runs (after resume).
+    pub running: bool,
+}

@@ -1,0 +1,177 @@
+//! Tests for [`super`]: plans for the baseline, MPTCP and postcopy.
+
+use super::*;
+use std::time::Duration;
+
+fn env(paths: &[u64], spare_cores: f64) -> HostEnv {
+    HostEnv {
+        path_bandwidth_bps: paths.to_vec(),
+        spare_cores,
+        vcpus: 1,
+        memory_bytes: 512 << 20,
+        disk_bytes: Some(2 << 30),
+    }
+}
+
+fn testbed() -> HostEnv {
+    env(&[50_000_000, 50_000_000], 1.0)
+}
+
+#[test]
+fn tcp_is_the_plain_qemu_baseline() {
+    let opts = MigrateOptions {
+        transport: Transport::Tcp,
+        ..Default::default()
+    };
+    let plan = plan_migration(&opts, &testbed());
+    assert_eq!(plan.multifd_channels, None);
+    assert_eq!(plan.compression, PlannedCompression::None);
+    assert_eq!(plan.capability("multifd"), Some(false));
+    assert_eq!(plan.capability("auto-converge"), Some(false));
+    assert_eq!(plan.capability("postcopy-ram"), Some(false));
+    assert_eq!(plan.capability("events"), Some(true));
+    let p = plan.parameters.as_object().unwrap();
+    assert!(!p.contains_key("multifd-channels"));
+    assert!(!p.contains_key("multifd-compression"));
+    assert_eq!(p["downtime-limit"], 300);
+}
+
+#[test]
+fn mptcp_uses_multifd_zstd_and_auto_converge() {
+    let plan = plan_migration(&MigrateOptions::default(), &testbed());
+    assert_eq!(plan.multifd_channels, Some(4));
+    assert_eq!(plan.compression, PlannedCompression::Zstd { level: 3 });
+    assert_eq!(plan.capability("multifd"), Some(true));
+    assert_eq!(plan.capability("auto-converge"), Some(true));
+    assert_eq!(plan.capability("postcopy-ram"), Some(false));
+    assert!(!plan.postcopy_allowed);
+    let p = &plan.parameters;
+    assert_eq!(p["multifd-channels"], 4);
+    assert_eq!(p["multifd-compression"], "zstd");
+    assert_eq!(p["multifd-zstd-level"], 3);
+    assert_eq!(p["cpu-throttle-initial"], CPU_THROTTLE_INITIAL);
+    assert_eq!(p["cpu-throttle-increment"], CPU_THROTTLE_INCREMENT);
+}
+
+#[test]
+fn max_bandwidth_is_well_above_qemu_default_and_in_bytes() {
+    let plan = plan_migration(&MigrateOptions::default(), &testbed());
+    assert_eq!(plan.max_bandwidth_bps, MAX_BANDWIDTH_FLOOR_BPS);
+    let bytes = plan.parameters["max-bandwidth"].as_u64().unwrap();
+    assert_eq!(bytes, MAX_BANDWIDTH_FLOOR_BPS / 8);
+    assert!(bytes > 128 << 20);
+    // Fat paths: aggregate x headroom.
+    let fat = plan_migration(
+        &MigrateOptions::default(),
+        &env(&[10_000_000_000, 10_000_000_000], 8.0),
+    );
+    assert_eq!(fat.max_bandwidth_bps, 80_000_000_000);
+}
+
+#[test]
+fn user_bandwidth_limit_wins() {
+    let opts = MigrateOptions {
+        bandwidth_limit_bps: Some(40_000_000),
+        ..Default::default()
+    };
+    let plan = plan_migration(&opts, &testbed());
+    assert_eq!(plan.max_bandwidth_bps, 40_000_000);
+    assert_eq!(plan.parameters["max-bandwidth"], 5_000_000);
+}
+
+#[test]
+fn postcopy_fallback_drops_multifd() {
+    for transport in [Transport::Mptcp, Transport::Tcp] {
+        let opts = MigrateOptions {
+            transport,
+            postcopy: PostcopyPolicy::Fallback,
+            compression: Compression::Zstd { level: Some(3) },
+            ..Default::default()
+        };
+        let plan = plan_migration(&opts, &testbed());
+        assert!(plan.postcopy_allowed);
+        assert_eq!(plan.multifd_channels, None, "{transport}");
+        assert_eq!(plan.compression, PlannedCompression::None);
+        assert_eq!(plan.capability("postcopy-ram"), Some(true));
+        assert_eq!(plan.capability("multifd"), Some(false));
+        assert!(
+            !plan
+                .parameters
+                .as_object()
+                .unwrap()
+                .contains_key("multifd-channels")
+        );
+    }
+    let opts = MigrateOptions {
+        postcopy: PostcopyPolicy::Fallback,
+        ..Default::default()
+    };
+    assert_eq!(
+        plan_migration(&opts, &testbed()).capability("auto-converge"),
+        Some(true)
+    );
+}
+
+#[test]
+fn explicit_compression_requests() {
+    let mut opts = MigrateOptions {
+        compression: Compression::None,
+        ..Default::default()
+    };
+    let plan = plan_migration(&opts, &testbed());
+    assert_eq!(plan.compression, PlannedCompression::None);
+    assert_eq!(plan.parameters["multifd-compression"], "none");
+    assert!(plan.parameters.get("multifd-zstd-level").is_none());
+
+    opts.compression = Compression::Zstd { level: Some(9) };
+    let plan = plan_migration(&opts, &env(&[10_000_000_000], 0.1));
+    assert_eq!(plan.compression, PlannedCompression::Zstd { level: 9 });
+
+    // "zstd" forces compression even when auto would not, level from model.
+    opts.compression = Compression::Zstd { level: None };
+    let plan = plan_migration(&opts, &env(&[10_000_000_000], 0.1));
+    assert_eq!(plan.compression, PlannedCompression::Zstd { level: 1 });
+    let plan = plan_migration(&opts, &testbed());
+    assert_eq!(plan.compression, PlannedCompression::Zstd { level: 3 });
+}
+
+#[test]
+fn auto_skips_compression_without_spare_cpu() {
+    let plan = plan_migration(&MigrateOptions::default(), &env(&[50_000_000], 0.2));
+    assert_eq!(plan.compression, PlannedCompression::None);
+    assert_eq!(plan.parameters["multifd-compression"], "none");
+}
+
+#[test]
+fn unknown_bandwidth_assumes_edge_wan() {
+    let plan = plan_migration(&MigrateOptions::default(), &env(&[], 1.0));
+    assert_eq!(plan.compression, PlannedCompression::Zstd { level: 3 });
+    assert!(
+        plan.rationale
+            .iter()
+            .any(|r| r.contains("no path bandwidth"))
+    );
+}
+
+#[test]
+fn downtime_and_capability_arguments() {
+    let opts = MigrateOptions {
+        max_downtime: Duration::from_millis(50),
+        ..Default::default()
+    };
+    let plan = plan_migration(&opts, &testbed());
+    assert_eq!(plan.downtime_limit_ms, 50);
+    assert_eq!(plan.parameters["downtime-limit"], 50);
+    let args = plan.capabilities_arguments();
+    assert_eq!(
+        args["capabilities"][1],
+        serde_json::json!({"capability": "multifd", "state": true})
+    );
+}
+
+#[test]
+fn planning_is_deterministic() {
+    let a = plan_migration(&MigrateOptions::default(), &testbed());
+    let b = plan_migration(&MigrateOptions::default(), &testbed());
+    assert_eq!(a, b);
+}

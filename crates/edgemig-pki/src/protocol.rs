@@ -1,0 +1,36 @@
+//! The agent-to-agent wire conventions shared by client and server.
+
+use serde::{Deserialize, Serialize};
+
+/// Header carrying the peer protocol version on every request.
+pub const PROTOCOL_HEADER: &str = "x-edgemig-protocol";
+/// The major peer protocol version this build speaks.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The JSON body of every non-2xx answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// Machine readable, e.g. `bad_request`, `not_found`.
+    pub code: String,
+    /// Human readable, starts with a capital letter.
+    pub message: String,
+}
+
+/// The major version of a protocol header value (`"1"`, `"1.3"`).
+pub fn major_version(value: &str) -> Option<u32> {
+    value.trim().split('.').next()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn major_versions() {
+        assert_eq!(major_version("1"), Some(1));
+        assert_eq!(major_version(" 1.7 "), Some(1));
+        assert_eq!(major_version("2.0"), Some(2));
+        assert_eq!(major_version(""), None);
+        assert_eq!(major_version("one"), None);
+    }
+}

@@ -1,0 +1,204 @@
+//! `edgemig migrate VM --to SITE`, `edgemig migrate cancel VM` and
+//! `edgemig migrations`: live migration with a progress display and a
+//! final report.
+
+use std::io::Write;
+use std::time::Duration;
+
+use clap::Args;
+use edgemig_api::{ApiClient, MigrateRequest, MigrationView};
+use edgemig_migration::{Compression, MigrateOptions, MigrationReport, ReportStatus, Transport};
+use edgemig_testbed::units::{parse_duration, parse_rate};
+
+use super::output;
+
+/// How often the progress display refreshes.
+const REFRESH: Duration = Duration::from_millis(500);
+
+/// `edgemig migrate` arguments.
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// The VM to migrate (or `cancel VM` to stop a running migration).
+    pub vm: String,
+    /// With `cancel`: the VM whose migration to stop.
+    pub cancel_vm: Option<String>,
+    /// Destination site.
+    #[arg(long)]
+    pub to: Option<String>,
+    /// `mptcp` (all paths, multifd) or `tcp` (the plain-QEMU baseline).
+    #[arg(long, default_value = "mptcp")]
+    pub transport: String,
+    /// `auto`, `none`, `zstd` or `zstd:LEVEL`.
+    #[arg(long, default_value = "auto")]
+    pub compression: String,
+    /// Longest pause of the VM at switchover.
+    #[arg(long, default_value = "300ms")]
+    pub max_downtime: String,
+    /// Cap on the migration's bandwidth, e.g. `40mbit`.
+    #[arg(long)]
+    pub bandwidth_limit: Option<String>,
+    /// Send memory and disk without TLS (said in the report).
+    #[arg(long)]
+    pub insecure: bool,
+}
+
+/// The migration ended without success.
+#[derive(Debug, thiserror::Error)]
+#[error("Migration {status}: {error}")]
+pub struct MigrationFailed {
+    /// `failed` or `cancelled`.
+    pub status: String,
+    /// Why.
+    pub error: String,
+}
+
+fn options(args: &MigrateArgs) -> anyhow::Result<MigrateOptions> {
+    let mut o = MigrateOptions {
+        transport: args.transport.parse::<Transport>()?,
+        compression: args.compression.parse::<Compression>()?,
+        max_downtime: parse_duration(&args.max_downtime)?,
+        insecure: args.insecure,
+        ..MigrateOptions::default()
+    };
+    if let Some(limit) = &args.bandwidth_limit {
+        o.bandwidth_limit_bps = Some(parse_rate(limit)?);
+    }
+    o.validate()?;
+    Ok(o)
+}
+
+/// Runs `edgemig migrate ...`.
+pub async fn run(client: &ApiClient, args: MigrateArgs, json: bool) -> anyhow::Result<()> {
+    if args.vm == "cancel"
+        && let Some(vm) = &args.cancel_vm
+    {
+        {
+            let view = client.cancel_migration(vm).await?;
+            if json {
+                return output::json(&view);
+            }
+            println!("cancelling the migration of {vm} to {}", view.to);
+            return Ok(());
+        }
+    }
+    let to = args
+        .to
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("Missing --to SITE: where should {} go?", args.vm))?;
+    let request = MigrateRequest {
+        to,
+        options: options(&args)?,
+    };
+    client.migrate(&args.vm, &request).await?;
+    let report = follow(client, &args.vm, !json).await?;
+    if json {
+        output::json(&report)?;
+    } else {
+        print_report(&report);
+    }
+    match report.status {
+        ReportStatus::Completed => Ok(()),
+        other => Err(MigrationFailed {
+            status: format!("{other:?}").to_lowercase(),
+            error: report.error.clone().unwrap_or_default(),
+        }
+        .into()),
+    }
+}
+
+/// Polls until the migration of `vm` ends; draws progress on stderr.
+async fn follow(client: &ApiClient, vm: &str, show: bool) -> anyhow::Result<MigrationReport> {
+    let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    loop {
+        let view: MigrationView = client.migration(vm).await?;
+        if let Some(report) = view.report.filter(|_| !view.running) {
+            if show && tty {
+                eprintln!();
+            }
+            return Ok(report);
+        }
+        if show && let Some(p) = &view.progress {
+            let line = format!(
+                "{:<10} {:>8.1} MiB done {:>8.1} MiB left  {:>7.1} Mbit/s  dirty {:>6.1} Mbit/s  ETA {}",
+                p.phase.as_str(),
+                p.bytes_done as f64 / 1048576.0,
+                p.bytes_left as f64 / 1048576.0,
+                p.throughput_bps as f64 / 1e6,
+                p.dirty_rate_bps as f64 / 1e6,
+                p.eta_ms.map_or_else(
+                    || "-".to_string(),
+                    |ms| format!("{:.0}s", ms as f64 / 1000.0)
+                ),
+            );
+            if tty {
+                eprint!("\r{line}");
+                let _ = std::io::stderr().flush();
+            } else {
+                eprintln!("{line}");
+            }
+        }
+        tokio::time::sleep(REFRESH).await;
+    }
+}
+
+fn print_report(r: &MigrationReport) {
+    println!(
+        "migration of {} from {} to {}: {:?}",
+        r.vm, r.from, r.to, r.status
+    );
+    println!(
+        "  total {:.1} s, downtime {}, memory {:.1} MiB, disk {:.1} MiB, transport {}, compression {}{}",
+        r.total_ms as f64 / 1000.0,
+        r.downtime_ms
+            .map_or_else(|| "-".to_string(), |d| format!("{d} ms")),
+        r.memory_bytes as f64 / 1048576.0,
+        r.disk_bytes as f64 / 1048576.0,
+        r.transport,
+        r.compression,
+        if r.insecure {
+            ", INSECURE (no TLS on the data path)"
+        } else {
+            ""
+        }
+    );
+    for p in &r.paths {
+        println!("  path {:<8} {:.1} MiB", p.name, p.bytes as f64 / 1048576.0);
+    }
+    if let Some(e) = &r.error {
+        println!("  error: {e}");
+    }
+}
+
+/// Runs `edgemig migrations`.
+pub async fn list(client: &ApiClient, json: bool) -> anyhow::Result<()> {
+    let views = client.migrations().await?;
+    if json {
+        return output::json(&views);
+    }
+    println!(
+        "{:<16} {:<10} {:<10} {:>9} {:>10}",
+        "VM", "TO", "STATUS", "TOTAL", "DOWNTIME"
+    );
+    for v in views {
+        let (status, total, downtime) = match &v.report {
+            Some(r) => (
+                format!("{:?}", r.status).to_lowercase(),
+                format!("{:.1}s", r.total_ms as f64 / 1000.0),
+                r.downtime_ms
+                    .map_or_else(|| "-".into(), |d| format!("{d}ms")),
+            ),
+            None => (
+                v.progress
+                    .as_ref()
+                    .map_or_else(|| "starting".into(), |p| p.phase.as_str().to_string()),
+                "-".into(),
+                "-".into(),
+            ),
+        };
+        println!(
+            "{:<16} {:<10} {:<10} {:>9} {:>10}",
+            v.vm, v.to, status, total, downtime
+        );
+    }
+    Ok(())
+}
