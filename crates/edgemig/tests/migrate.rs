@@ -1,0 +1,390 @@
+//! Live migration between two testbed sites with real guests: memory and
+//! disk survive, both paths carry the stream, failures and cancellation
+//! leave the source VM running and intact, unauthenticated peers change
+//! nothing.
+
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use edgemig::exit;
+use edgemig_testkit::{TestTestbed, alive, kill, wait_until};
+use serde_json::Value;
+
+fn cli_path() -> &'static std::path::Path {
+    std::path::Path::new(env!("CARGO_BIN_EXE_edgemig"))
+}
+
+const FAST: &str = r#"
+[[site]]
+name = "site-a"
+vm_subnet = "10.10.0.0/24"
+[[site]]
+name = "site-b"
+vm_subnet = "10.20.0.0/24"
+[[path]]
+between = ["site-a", "site-b"]
+rate = "200mbit"
+delay = "1ms"
+[[path]]
+between = ["site-a", "site-b"]
+rate = "200mbit"
+delay = "1ms"
+"#;
+
+const SLOW: &str = r#"
+[[site]]
+name = "site-a"
+vm_subnet = "10.10.0.0/24"
+[[site]]
+name = "site-b"
+vm_subnet = "10.20.0.0/24"
+[[path]]
+between = ["site-a", "site-b"]
+rate = "20mbit"
+delay = "5ms"
+[[path]]
+between = ["site-a", "site-b"]
+rate = "20mbit"
+delay = "5ms"
+"#;
+
+fn site_cli(tb: &TestTestbed, site: &str, args: &[&str]) -> Output {
+    let mut all = vec!["--testbed", tb.name.as_str(), "--site", site];
+    all.extend_from_slice(args);
+    tb.cli(&all)
+}
+
+fn site_json(tb: &TestTestbed, site: &str, args: &[&str]) -> Value {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    let out = site_cli(tb, site, &all);
+    assert!(
+        out.status.success(),
+        "edgemig {args:?} at {site} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON")
+}
+
+/// A VM with a running memory writer and a written data disk at `site`.
+fn vm_with_workload(tb: &TestTestbed, site: &str, name: &str) {
+    site_json(
+        tb,
+        site,
+        &["vm", "create", name, "--memory", "192M", "--disk", "64M"],
+    );
+    site_json(tb, site, &["vm", "start", name]);
+    site_json(tb, site, &["vm", "guest", name, "hello"]);
+    site_json(
+        tb,
+        site,
+        &[
+            "vm",
+            "guest",
+            name,
+            "mem-write",
+            "--mib",
+            "32",
+            "--rate",
+            "4",
+        ],
+    );
+    site_json(
+        tb,
+        site,
+        &[
+            "vm",
+            "guest",
+            name,
+            "disk-write",
+            "--mib",
+            "16",
+            "--seed",
+            "9",
+        ],
+    );
+}
+
+fn assert_intact(tb: &TestTestbed, site: &str, name: &str) {
+    let mem = site_json(tb, site, &["vm", "guest", name, "mem-verify"]);
+    assert_eq!(mem["bad_pages"], 0, "memory damaged at {site}: {mem}");
+    assert_eq!(mem["pages"], 32 * 256);
+    let disk = site_json(
+        tb,
+        site,
+        &[
+            "vm",
+            "guest",
+            name,
+            "disk-verify",
+            "--mib",
+            "16",
+            "--seed",
+            "9",
+        ],
+    );
+    assert_eq!(disk["ok"], true, "disk damaged at {site}: {disk}");
+}
+
+fn vm_names(tb: &TestTestbed, site: &str) -> Vec<String> {
+    site_json(tb, site, &["vm", "list"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["name"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+fn migrate(tb: &TestTestbed, from: &str, vm: &str, extra: &[&str]) -> (Output, Value) {
+    let mut args = vec!["--json", "migrate", vm];
+    args.extend_from_slice(extra);
+    let out = site_cli(tb, from, &args);
+    let report = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    (out, report)
+}
+
+#[test]
+fn migration_round_trip_keeps_memory_and_disk() {
+    let tb = TestTestbed::new(cli_path());
+    tb.up(Some(FAST));
+    vm_with_workload(&tb, "site-a", "roamer");
+
+    let (out, report) = migrate(&tb, "site-a", "roamer", &["--to", "site-b"]);
+    assert!(
+        out.status.success(),
+        "{}\n{report}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(report["status"], "completed", "{report}");
+    assert_eq!(report["transport"], "mptcp");
+    assert_eq!(report["insecure"], false);
+    for key in ["total_ms", "downtime_ms", "disk_bytes", "memory_bytes"] {
+        assert!(report[key].as_u64() > Some(0), "{key} in {report}");
+    }
+    let paths = report["paths"].as_array().expect("paths");
+    assert_eq!(paths.len(), 2, "{report}");
+    assert!(
+        paths.iter().all(|p| p["bytes"].as_u64() > Some(1 << 20)),
+        "both paths must carry the migration: {report}"
+    );
+    assert!(
+        vm_names(&tb, "site-a").is_empty(),
+        "the source VM must be gone"
+    );
+    assert_eq!(vm_names(&tb, "site-b"), vec!["roamer".to_string()]);
+    assert_intact(&tb, "site-b", "roamer");
+
+    // And back, with the plain-QEMU baseline and no TLS (said in the report).
+    let (out, report) = migrate(
+        &tb,
+        "site-b",
+        "roamer",
+        &["--to", "site-a", "--transport", "tcp", "--insecure"],
+    );
+    assert!(
+        out.status.success(),
+        "{}\n{report}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(report["transport"], "tcp");
+    assert_eq!(report["compression"], "none");
+    assert_eq!(report["insecure"], true);
+    assert!(vm_names(&tb, "site-b").is_empty());
+    assert_intact(&tb, "site-a", "roamer");
+    let history = site_json(&tb, "site-b", &["migrations"]);
+    assert_eq!(history[0]["report"]["to"], "site-a", "{history}");
+}
+
+struct Migration(Child);
+
+impl Drop for Migration {
+    fn drop(&mut self) {
+        kill(self.0.id(), libc::SIGKILL);
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `edgemig migrate` in the background.
+fn start_migration(tb: &TestTestbed, from: &str, vm: &str, to: &str) -> Migration {
+    let child = Command::new(cli_path())
+        .env("EDGEMIG_TESTBED_DIR", tb.state_dir().parent().unwrap())
+        .args([
+            "--testbed",
+            &tb.name,
+            "--site",
+            from,
+            "--json",
+            "migrate",
+            vm,
+            "--to",
+            to,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start edgemig migrate");
+    Migration(child)
+}
+
+fn wait_phase(tb: &TestTestbed, site: &str, vm: &str, phase: &str) {
+    wait_until(
+        &format!("migration phase {phase}"),
+        Duration::from_secs(120),
+        || {
+            let view = site_json(tb, site, &["migrations"]);
+            let current = view
+                .as_array()?
+                .iter()
+                .find(|v| v["vm"] == vm && v["running"] == true)?
+                .clone();
+            (current["progress"]["phase"] == phase).then_some(())
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+}
+
+fn finish(m: Migration) -> (bool, Value) {
+    let mut m = m;
+    let child = std::mem::replace(&mut m.0, Command::new("true").spawn().expect("spawn true"));
+    let out = child.wait_with_output().expect("wait for edgemig migrate");
+    (
+        out.status.success(),
+        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null),
+    )
+}
+
+#[test]
+fn destination_dying_mid_migration_leaves_the_source_running_and_intact() {
+    let tb = TestTestbed::new(cli_path());
+    tb.up(Some(SLOW));
+    vm_with_workload(&tb, "site-a", "sturdy");
+    let m = start_migration(&tb, "site-a", "sturdy", "site-b");
+    wait_phase(&tb, "site-a", "sturdy", "memory");
+    let pidfile = tb
+        .state_dir()
+        .join("sites/site-b/state/vms/sturdy/qemu.pid");
+    let pid: u32 = std::fs::read_to_string(&pidfile)
+        .expect("destination pid")
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(alive(pid));
+    kill(pid, libc::SIGKILL);
+    let (ok, report) = finish(m);
+    assert!(!ok, "a migration whose destination died must fail");
+    assert_eq!(report["status"], "failed", "{report}");
+    assert!(
+        report["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{report}"
+    );
+    let shown = site_json(&tb, "site-a", &["vm", "show", "sturdy"]);
+    assert_eq!(shown["state"], "running");
+    assert_intact(&tb, "site-a", "sturdy");
+    assert!(
+        vm_names(&tb, "site-b").is_empty(),
+        "the destination must be cleaned up"
+    );
+}
+
+#[test]
+fn cancel_stops_a_migration_and_a_path_going_down_does_not() {
+    let tb = TestTestbed::new(cli_path());
+    tb.up(Some(SLOW));
+    vm_with_workload(&tb, "site-a", "wanderer");
+
+    let m = start_migration(&tb, "site-a", "wanderer", "site-b");
+    wait_phase(&tb, "site-a", "wanderer", "memory");
+    let out = site_cli(&tb, "site-a", &["migrate", "cancel", "wanderer"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (ok, report) = finish(m);
+    assert!(!ok);
+    assert_eq!(report["status"], "cancelled", "{report}");
+    assert_intact(&tb, "site-a", "wanderer");
+    assert!(vm_names(&tb, "site-b").is_empty());
+
+    let m = start_migration(&tb, "site-a", "wanderer", "site-b");
+    wait_phase(&tb, "site-a", "wanderer", "memory");
+    let out = tb.testbed(&["link", "path2", "set", "down"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (ok, report) = finish(m);
+    assert!(ok, "losing one path must not fail the migration: {report}");
+    assert_eq!(report["status"], "completed");
+    assert_intact(&tb, "site-b", "wanderer");
+}
+
+#[test]
+fn bad_migrations_are_refused_and_unauthenticated_peers_change_nothing() {
+    let tb = TestTestbed::new(cli_path());
+    tb.up(Some(FAST));
+    site_json(&tb, "site-a", &["vm", "create", "idle", "--memory", "64M"]);
+    let code = |out: &Output| out.status.code().unwrap_or(-1);
+    let out = site_cli(&tb, "site-a", &["migrate", "idle", "--to", "site-b"]);
+    assert_eq!(
+        code(&out),
+        i32::from(exit::CONFLICT),
+        "not running: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    site_json(&tb, "site-a", &["vm", "start", "idle"]);
+    let out = site_cli(&tb, "site-a", &["migrate", "idle", "--to", "site-z"]);
+    assert_eq!(
+        code(&out),
+        i32::from(exit::NOT_FOUND),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = site_cli(&tb, "site-a", &["migrate", "idle", "--to", "site-a"]);
+    assert_eq!(
+        code(&out),
+        i32::from(exit::INVALID),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = site_cli(&tb, "site-a", &["migrate", "ghost", "--to", "site-b"]);
+    assert_eq!(
+        code(&out),
+        i32::from(exit::NOT_FOUND),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = site_cli(
+        &tb,
+        "site-a",
+        &["migrate", "idle", "--to", "site-b", "--compression", "lz9"],
+    );
+    assert!(!out.status.success());
+
+    // A peer without a client certificate: plain HTTP to the peer port gets
+    // no answer and creates nothing.
+    let answer = edgemig_netns::in_netns(&tb.netns("site-a"), || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect("172.31.1.2:7700").expect("connect to the peer port");
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let body = r#"{"vm":{"name":"evil","memory_mib":64,"vcpus":1,"disk_mib":null,"mac_seed":1,"address":"10.10.0.9"},"source_site":"site-a","mptcp":true,"tls":false,"capabilities":[],"parameters":{}}"#;
+        let req = format!(
+            "POST /v1/peer/incoming HTTP/1.1\r\nhost: x\r\nx-edgemig-protocol: 1\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let _ = s.write_all(req.as_bytes());
+        let mut buf = Vec::new();
+        let _ = s.read_to_end(&mut buf);
+        String::from_utf8_lossy(&buf).into_owned()
+    })
+    .expect("enter site-a");
+    assert!(
+        !answer.starts_with("HTTP/1.1 2"),
+        "unauthenticated request accepted: {answer}"
+    );
+    assert!(
+        vm_names(&tb, "site-b").is_empty(),
+        "an unauthenticated request created a VM"
+    );
+}
