@@ -4,6 +4,8 @@
 
 pub mod cpu;
 pub mod links;
+pub mod migrate;
 pub mod tools;
 
 pub use links::{LinksOptions, LinksReport, LinksRun, run_links};
+pub use migrate::{MigrateBenchOptions, MigrateBenchReport, Scenario, run_migrate_bench};

@@ -50,6 +50,13 @@ pub enum GuestRequest {
     MemStatus,
     /// Check every page of the working set against its expected pattern.
     MemVerify,
+    /// Hold `mib` MiB of mixed data (half random, half text) in guest
+    /// memory, replacing what an earlier fill held; a realistic migration
+    /// payload for benchmarks.
+    MemFill {
+        /// Amount in MiB.
+        mib: u32,
+    },
     /// Write `mib` MiB of data derived from `seed` to a block device.
     DiskWrite {
         /// Block device; [`DEFAULT_DATA_DISK`] when absent.
@@ -132,6 +139,17 @@ pub enum GuestReply {
     MemVerify(MemVerifyReport),
     /// Result of a disk write or verification.
     Disk(DiskReport),
+    /// Result of a memory fill.
+    Filled(FillReport),
+}
+
+/// What a memory fill holds now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FillReport {
+    /// MiB of random bytes.
+    pub random_mib: u32,
+    /// MiB of text.
+    pub text_mib: u32,
 }
 
 /// State of the memory writer.

@@ -5,6 +5,7 @@
 //! disk requests are serialized among themselves.
 
 use crate::disk;
+use crate::ballast::Ballast;
 use crate::memwriter::MemWriter;
 use edgemig_guest_proto::{
     AgentInfo, DEFAULT_DATA_DISK, GuestEvent, GuestMessage, GuestOutcome, GuestReply, GuestRequest,
@@ -38,6 +39,7 @@ pub struct Agent {
     info: AgentInfo,
     mem: Arc<MemWriter>,
     disk: Arc<Mutex<()>>,
+    ballast: Arc<Ballast>,
 }
 
 impl Agent {
@@ -47,6 +49,7 @@ impl Agent {
             info,
             mem: Arc::new(MemWriter::new()),
             disk: Arc::new(Mutex::new(())),
+            ballast: Arc::new(Ballast::default()),
         }
     }
 
@@ -192,6 +195,10 @@ fn handle(msg: HostMessage, writer: &SharedWriter, agent: &Agent) -> Result<(), 
             background(writer, id, move || {
                 outcome(mem.verify(), GuestReply::MemVerify)
             })
+        }
+        GuestRequest::MemFill { mib } => {
+            let ballast = Arc::clone(&agent.ballast);
+            background(writer, id, move || outcome(ballast.fill(mib), GuestReply::Filled))
         }
         GuestRequest::DiskWrite { device, mib, seed } => {
             let lock = Arc::clone(&agent.disk);

@@ -5,6 +5,7 @@
 //! links statically for a busybox initramfs.
 
 pub mod agent;
+pub mod ballast;
 pub mod blockgen;
 pub mod client;
 pub mod disk;

@@ -4,7 +4,10 @@
 use std::path::PathBuf;
 
 use clap::Subcommand;
-use edgemig_bench::{LinksOptions, LinksReport, LinksRun, run_links};
+use edgemig_bench::{
+    LinksOptions, LinksReport, LinksRun, MigrateBenchOptions, MigrateBenchReport, Scenario,
+    run_links, run_migrate_bench,
+};
 use edgemig_testbed::TestbedConfig;
 
 use super::image::target_dir;
@@ -29,16 +32,91 @@ pub enum BenchCommand {
         #[arg(long)]
         tool: Option<PathBuf>,
     },
+    /// Migration time of edgemig (MPTCP, MPTCP + compression auto) against
+    /// plain QEMU over one TCP connection, per scenario, in the same run.
+    Migrate {
+        /// Testbed config [default: the default testbed].
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Scenarios: idle, disk, dirty, uneven-paths.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "idle,disk,dirty,uneven-paths"
+        )]
+        scenarios: Vec<String>,
+        /// Guest RAM in MiB.
+        #[arg(long, default_value_t = 512)]
+        memory_mib: u64,
+        /// Mixed data held in guest memory, MiB.
+        #[arg(long, default_value_t = 300)]
+        fill_mib: u32,
+        /// Data disk size (MiB) for the disk scenario.
+        #[arg(long, default_value_t = 2048)]
+        disk_mib: u64,
+        /// Data written to the disk (MiB) for the disk scenario.
+        #[arg(long, default_value_t = 512)]
+        disk_written_mib: u32,
+        /// Seconds after which a migration is cancelled (reported as null).
+        #[arg(long, default_value_t = 600)]
+        limit_s: u64,
+    },
 }
 
 /// Runs a benchmark.
 pub async fn run(cmd: BenchCommand, json: bool) -> anyhow::Result<()> {
-    let BenchCommand::Links {
-        config,
-        seconds,
-        sweep,
-        tool,
-    } = cmd;
+    let (config, seconds, sweep, tool) = match cmd {
+        BenchCommand::Links {
+            config,
+            seconds,
+            sweep,
+            tool,
+        } => (config, seconds, sweep, tool),
+        BenchCommand::Migrate {
+            config,
+            scenarios,
+            memory_mib,
+            fill_mib,
+            disk_mib,
+            disk_written_mib,
+            limit_s,
+        } => {
+            let scenarios = scenarios
+                .iter()
+                .map(|s| {
+                    Scenario::parse(s).ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "Unknown scenario {s:?}: use idle, disk, dirty, uneven-paths"
+                        )
+                    })
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let exe_dir = std::env::current_exe()?
+                .parent()
+                .map(PathBuf::from)
+                .unwrap_or_default();
+            let opts = MigrateBenchOptions {
+                config: match config {
+                    Some(path) => TestbedConfig::load(&path)?,
+                    None => TestbedConfig::default_config(),
+                },
+                scenarios,
+                memory_mib,
+                fill_mib,
+                disk_mib: (disk_mib, disk_written_mib),
+                limit: std::time::Duration::from_secs(limit_s),
+                agent: exe_dir.join("edgemigd"),
+                linkemu: exe_dir.join("edgemig-linkemu"),
+                image_dir: target_dir().join("guest-image"),
+            };
+            let report = run_migrate_bench(&opts).await?;
+            if json {
+                return output::json(&report);
+            }
+            print_migrate(&report);
+            return Ok(());
+        }
+    };
     anyhow::ensure!(
         seconds > 0.0 && seconds <= 600.0,
         "--seconds must be in (0, 600]"
@@ -112,6 +190,36 @@ fn print_report(report: &LinksReport) {
         print_run(
             &format!("every path at {} Mbit/s", point.path_rate_mbit),
             &point.run,
+        );
+    }
+}
+
+fn print_migrate(report: &MigrateBenchReport) {
+    let f = |v: Option<u64>| {
+        v.map_or_else(
+            || "-".to_string(),
+            |ms| format!("{:.1}s", ms as f64 / 1000.0),
+        )
+    };
+    let x = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |r| format!("{r:.2}x"));
+    println!("{}", report.conditions);
+    println!(
+        "{:<13} {:>9} {:>9} {:>9} {:>8} {:>8} {:>9} {:>9}",
+        "scenario", "baseline", "mptcp", "auto", "x mptcp", "x auto", "downtime", "agg share"
+    );
+    for r in &report.runs {
+        println!(
+            "{:<13} {:>9} {:>9} {:>9} {:>8} {:>8} {:>9} {:>9}",
+            r.scenario,
+            f(r.baseline_ms),
+            f(r.mptcp_ms),
+            f(r.auto_ms),
+            x(r.speedup_mptcp),
+            x(r.speedup_auto),
+            r.downtime_ms
+                .map_or_else(|| "-".to_string(), |d| format!("{d}ms")),
+            r.aggregate_share
+                .map_or_else(|| "-".to_string(), |s| format!("{:.0}%", s * 100.0)),
         );
     }
 }

@@ -27,6 +27,12 @@ pub enum GuestCommand {
     MemStatus,
     /// Verify every page the memory writer wrote.
     MemVerify,
+    /// Hold N MiB of mixed data (half random, half text) in guest memory.
+    MemFill {
+        /// Amount in MiB.
+        #[arg(long)]
+        mib: u32,
+    },
     /// Write seeded data to the data disk.
     DiskWrite {
         /// Amount in MiB.
@@ -69,6 +75,7 @@ impl From<GuestCommand> for GuestRequest {
             GuestCommand::MemStop => Self::MemStop,
             GuestCommand::MemStatus => Self::MemStatus,
             GuestCommand::MemVerify => Self::MemVerify,
+            GuestCommand::MemFill { mib } => Self::MemFill { mib },
             GuestCommand::DiskWrite { mib, seed, device } => Self::DiskWrite { device, mib, seed },
             GuestCommand::DiskVerify { mib, seed, device } => {
                 Self::DiskVerify { device, mib, seed }
@@ -105,6 +112,10 @@ pub async fn run(
             GuestReply::MemVerify(v) => {
                 println!("memory verify: {} pages, {} bad", v.pages, v.bad_pages)
             }
+            GuestReply::Filled(f) => println!(
+                "memory fill: {} MiB random, {} MiB text",
+                f.random_mib, f.text_mib
+            ),
             GuestReply::Disk(d) => println!(
                 "disk {}: {} bytes, checksum {:016x}, {}",
                 d.device,

@@ -1,0 +1,292 @@
+//! `edgemig bench migrate`: migration time of edgemig (MPTCP over all
+//! paths, with and without `--compression auto`) against the plain-QEMU
+//! baseline (one TCP connection, no multifd, no compression), all in the
+//! same run on the same testbed and the same guest.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use edgemig_api::{ApiClient, MigrateRequest, VmCreate};
+use edgemig_guest_proto::GuestRequest;
+use edgemig_migration::{Compression, MigrateOptions, MigrationReport, ReportStatus, Transport};
+use edgemig_testbed::units::parse_rate;
+use edgemig_testbed::{TestbedConfig, UpOptions};
+use serde::Serialize;
+
+use crate::links::Cleanup;
+
+/// Errors of the benchmark.
+#[derive(Debug, thiserror::Error)]
+pub enum MigrateBenchError {
+    /// The testbed could not be built.
+    #[error("Cannot bring the benchmark testbed up")]
+    Testbed(#[from] edgemig_testbed::TestbedError),
+    /// An agent request failed.
+    #[error("Agent request failed: {0}")]
+    Api(#[from] edgemig_api::ClientError),
+    /// A migration did not end in time.
+    #[error("Migration of the benchmark VM did not finish within {0:?}")]
+    Timeout(Duration),
+    /// The config is unusable.
+    #[error("{0}")]
+    Config(String),
+}
+
+/// A benchmark scenario.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scenario {
+    /// 512 MiB guest holding 300 MiB of mixed data, idle.
+    Idle,
+    /// The idle guest plus a data disk with data written to it.
+    Disk,
+    /// A guest writing memory as fast as it can.
+    Dirty,
+    /// The idle guest over paths of 50 and 20 Mbit/s.
+    UnevenPaths,
+}
+
+impl Scenario {
+    /// Name in the report (a contract).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Idle => "idle",
+            Self::Disk => "disk",
+            Self::Dirty => "dirty",
+            Self::UnevenPaths => "uneven-paths",
+        }
+    }
+
+    /// Parses a name.
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Idle, Self::Disk, Self::Dirty, Self::UnevenPaths]
+            .into_iter()
+            .find(|x| x.name() == s)
+    }
+}
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct MigrateBenchOptions {
+    /// The topology; its first two sites and their paths are used.
+    pub config: TestbedConfig,
+    /// Scenarios to run.
+    pub scenarios: Vec<Scenario>,
+    /// Guest RAM in MiB.
+    pub memory_mib: u64,
+    /// Data held in guest memory, MiB.
+    pub fill_mib: u32,
+    /// Data disk size and data written to it (MiB), for the disk scenario.
+    pub disk_mib: (u64, u32),
+    /// Longest time one migration may take before it is cancelled.
+    pub limit: Duration,
+    /// `edgemigd` binary.
+    pub agent: PathBuf,
+    /// `edgemig-linkemu` binary.
+    pub linkemu: PathBuf,
+    /// Guest image.
+    pub image_dir: PathBuf,
+}
+
+/// One scenario's line (field names are a contract; `null` where a field
+/// does not apply).
+#[derive(Debug, Clone, Serialize)]
+pub struct MigrateRun {
+    /// Scenario name.
+    pub scenario: String,
+    /// Plain QEMU: one TCP connection, no multifd, no compression.
+    pub baseline_ms: Option<u64>,
+    /// edgemig over MPTCP, no compression.
+    pub mptcp_ms: Option<u64>,
+    /// edgemig over MPTCP, `--compression auto`.
+    pub auto_ms: Option<u64>,
+    /// `baseline_ms / mptcp_ms`.
+    pub speedup_mptcp: Option<f64>,
+    /// `baseline_ms / auto_ms`.
+    pub speedup_auto: Option<f64>,
+    /// Downtime of the `auto` run.
+    pub downtime_ms: Option<u64>,
+    /// Share of the paths' aggregate rate the MPTCP run achieved.
+    pub aggregate_share: Option<f64>,
+    /// Full reports of each run, for the details.
+    pub reports: Vec<MigrationReport>,
+}
+
+/// The whole benchmark.
+#[derive(Debug, Clone, Serialize)]
+pub struct MigrateBenchReport {
+    /// One line per scenario.
+    pub runs: Vec<MigrateRun>,
+    /// Conditions, in words.
+    pub conditions: String,
+}
+
+fn ms(r: &MigrationReport) -> Option<u64> {
+    (r.status == ReportStatus::Completed).then_some(r.total_ms)
+}
+
+fn ratio(a: Option<u64>, b: Option<u64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0 => Some(a as f64 / b as f64),
+        _ => None,
+    }
+}
+
+/// Runs the benchmark.
+pub async fn run_migrate_bench(opts: &MigrateBenchOptions) -> Result<MigrateBenchReport, MigrateBenchError> {
+    if opts.config.sites.len() < 2 || opts.config.paths.is_empty() {
+        return Err(MigrateBenchError::Config("The config needs two sites joined by paths".into()));
+    }
+    let mut runs = Vec::new();
+    for &scenario in &opts.scenarios {
+        let mut config = opts.config.clone();
+        if scenario == Scenario::UnevenPaths {
+            for (i, p) in config.paths.iter_mut().enumerate() {
+                p.shape.rate = if i == 0 { "50mbit" } else { "20mbit" }.into();
+            }
+        }
+        runs.push(run_scenario(opts, scenario, &config).await?);
+    }
+    Ok(MigrateBenchReport {
+        runs,
+        conditions: format!(
+            "testbed paths as configured ({}), {} MiB guest holding {} MiB of mixed data (half random, half text), TCG guests, TLS on the data path for every system, one run per system",
+            opts.config
+                .paths
+                .iter()
+                .map(|p| format!("{} {}", p.shape.rate, p.shape.delay))
+                .collect::<Vec<_>>()
+                .join(" + "),
+            opts.memory_mib,
+            opts.fill_mib
+        ),
+    })
+}
+
+struct Bed {
+    sites: [ApiClient; 2],
+    names: [String; 2],
+}
+
+async fn run_scenario(opts: &MigrateBenchOptions, scenario: Scenario, config: &TestbedConfig) -> Result<MigrateRun, MigrateBenchError> {
+    let name = format!("bm{}{}", std::process::id() % 100_000, scenario.name().len());
+    let state = edgemig_testbed::up(&UpOptions {
+        name: name.clone(),
+        config: config.clone(),
+        agent: opts.agent.clone(),
+        linkemu: opts.linkemu.clone(),
+        image_dir: opts.image_dir.clone(),
+    })
+    .await?;
+    let _cleanup = Cleanup {
+        testbed: name,
+        pids: Vec::new(),
+    };
+    let bed = Bed {
+        sites: [
+            ApiClient::new(&state.sites[0].api_socket).with_timeout(Duration::from_secs(900)),
+            ApiClient::new(&state.sites[1].api_socket).with_timeout(Duration::from_secs(900)),
+        ],
+        names: [state.sites[0].name.clone(), state.sites[1].name.clone()],
+    };
+    let vm = "bench";
+    let disk = (scenario == Scenario::Disk).then_some(opts.disk_mib);
+    bed.sites[0]
+        .create_vm(&VmCreate {
+            name: vm.into(),
+            memory_mib: opts.memory_mib,
+            vcpus: 1,
+            disk_mib: disk.map(|d| d.0),
+        })
+        .await?;
+    bed.sites[0].start_vm(vm).await?;
+    bed.sites[0].guest(vm, &GuestRequest::Hello).await?;
+    if scenario == Scenario::Dirty {
+        bed.sites[0]
+            .guest(vm, &GuestRequest::MemWrite { mib: 128, rate_mib_s: None })
+            .await?;
+    } else {
+        bed.sites[0].guest(vm, &GuestRequest::MemFill { mib: opts.fill_mib }).await?;
+    }
+    if let Some((_, written)) = disk {
+        bed.sites[0]
+            .guest(vm, &GuestRequest::DiskWrite { device: None, mib: written, seed: 1 })
+            .await?;
+    }
+    let systems: Vec<(&str, Transport, Compression)> = if scenario == Scenario::Dirty {
+        vec![("auto", Transport::Mptcp, Compression::Auto)]
+    } else {
+        vec![
+            ("baseline", Transport::Tcp, Compression::None),
+            ("mptcp", Transport::Mptcp, Compression::None),
+            ("auto", Transport::Mptcp, Compression::Auto),
+        ]
+    };
+    let mut at = 0usize;
+    let mut reports = Vec::new();
+    let mut by_system = std::collections::HashMap::new();
+    for (label, transport, compression) in systems {
+        let from = at;
+        let to = 1 - at;
+        let report = migrate_once(&bed, from, to, vm, transport, compression, opts.limit).await?;
+        tracing::info!(scenario = scenario.name(), system = label, status = ?report.status, total_ms = report.total_ms, "benchmark run");
+        if report.status == ReportStatus::Completed {
+            at = to;
+        }
+        by_system.insert(label, report.clone());
+        reports.push(report);
+    }
+    let get = |l: &str| by_system.get(l).and_then(ms);
+    let aggregate_bps: u64 = config.paths.iter().map(|p| parse_rate(&p.shape.rate).unwrap_or(0)).sum();
+    let share = by_system.get("mptcp").filter(|r| r.status == ReportStatus::Completed).map(|r| {
+        let bits = (r.memory_bytes + r.disk_bytes) as f64 * 8.0;
+        bits / (r.total_ms.max(1) as f64 / 1000.0) / aggregate_bps.max(1) as f64
+    });
+    Ok(MigrateRun {
+        scenario: scenario.name().into(),
+        baseline_ms: get("baseline"),
+        mptcp_ms: get("mptcp"),
+        auto_ms: get("auto"),
+        speedup_mptcp: ratio(get("baseline"), get("mptcp")),
+        speedup_auto: ratio(get("baseline"), get("auto")),
+        downtime_ms: by_system.get("auto").and_then(|r| r.downtime_ms),
+        aggregate_share: if scenario == Scenario::UnevenPaths { share } else { None },
+        reports,
+    })
+}
+
+async fn migrate_once(
+    bed: &Bed,
+    from: usize,
+    to: usize,
+    vm: &str,
+    transport: Transport,
+    compression: Compression,
+    limit: Duration,
+) -> Result<MigrationReport, MigrateBenchError> {
+    let client = &bed.sites[from];
+    let request = MigrateRequest {
+        to: bed.names[to].clone(),
+        options: MigrateOptions {
+            transport,
+            compression,
+            ..MigrateOptions::default()
+        },
+    };
+    client.migrate(vm, &request).await?;
+    let start = Instant::now();
+    let mut cancelled = false;
+    loop {
+        let view = client.migration(vm).await?;
+        if let Some(report) = view.report.filter(|_| !view.running) {
+            return Ok(report);
+        }
+        if start.elapsed() > limit && !cancelled {
+            client.cancel_migration(vm).await?;
+            cancelled = true;
+        }
+        if start.elapsed() > limit + Duration::from_secs(120) {
+            return Err(MigrateBenchError::Timeout(limit));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
