@@ -85,6 +85,7 @@ type ApiResult<T> = Result<Json<T>, ApiError>;
 pub fn router(manager: Arc<Manager>) -> Router {
     Router::new()
         .route("/v1/site", get(site))
+        .route("/metrics", get(metrics))
         .route("/v1/vms", get(list).post(create))
         .route("/v1/vms/{name}", get(show).delete(delete))
         .route("/v1/vms/{name}/start", post(start))
@@ -199,4 +200,16 @@ async fn peer_resume(State(m): Shared, Path(name): Path<String>) -> ApiResult<In
 async fn peer_abort(State(m): Shared, Path(name): Path<String>) -> ApiResult<serde_json::Value> {
     m.abort_incoming(&name).await?;
     Ok(Json(serde_json::json!({ "aborted": name })))
+}
+
+async fn metrics(
+    State(m): Shared,
+) -> Result<([(axum::http::header::HeaderName, &'static str); 1], String), ApiError> {
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        m.metrics().await?,
+    ))
 }

@@ -7,6 +7,7 @@ pub mod guest_channel;
 pub mod host;
 pub mod http;
 pub mod manager;
+pub mod metrics;
 pub mod migration;
 pub mod netdev;
 pub mod qemu;

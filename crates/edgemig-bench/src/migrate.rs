@@ -132,9 +132,13 @@ fn ratio(a: Option<u64>, b: Option<u64>) -> Option<f64> {
 }
 
 /// Runs the benchmark.
-pub async fn run_migrate_bench(opts: &MigrateBenchOptions) -> Result<MigrateBenchReport, MigrateBenchError> {
+pub async fn run_migrate_bench(
+    opts: &MigrateBenchOptions,
+) -> Result<MigrateBenchReport, MigrateBenchError> {
     if opts.config.sites.len() < 2 || opts.config.paths.is_empty() {
-        return Err(MigrateBenchError::Config("The config needs two sites joined by paths".into()));
+        return Err(MigrateBenchError::Config(
+            "The config needs two sites joined by paths".into(),
+        ));
     }
     let mut runs = Vec::new();
     for &scenario in &opts.scenarios {
@@ -167,8 +171,16 @@ struct Bed {
     names: [String; 2],
 }
 
-async fn run_scenario(opts: &MigrateBenchOptions, scenario: Scenario, config: &TestbedConfig) -> Result<MigrateRun, MigrateBenchError> {
-    let name = format!("bm{}{}", std::process::id() % 100_000, scenario.name().len());
+async fn run_scenario(
+    opts: &MigrateBenchOptions,
+    scenario: Scenario,
+    config: &TestbedConfig,
+) -> Result<MigrateRun, MigrateBenchError> {
+    let name = format!(
+        "bm{}{}",
+        std::process::id() % 100_000,
+        scenario.name().len()
+    );
     let state = edgemig_testbed::up(&UpOptions {
         name: name.clone(),
         config: config.clone(),
@@ -202,14 +214,29 @@ async fn run_scenario(opts: &MigrateBenchOptions, scenario: Scenario, config: &T
     bed.sites[0].guest(vm, &GuestRequest::Hello).await?;
     if scenario == Scenario::Dirty {
         bed.sites[0]
-            .guest(vm, &GuestRequest::MemWrite { mib: 128, rate_mib_s: None })
+            .guest(
+                vm,
+                &GuestRequest::MemWrite {
+                    mib: 128,
+                    rate_mib_s: None,
+                },
+            )
             .await?;
     } else {
-        bed.sites[0].guest(vm, &GuestRequest::MemFill { mib: opts.fill_mib }).await?;
+        bed.sites[0]
+            .guest(vm, &GuestRequest::MemFill { mib: opts.fill_mib })
+            .await?;
     }
     if let Some((_, written)) = disk {
         bed.sites[0]
-            .guest(vm, &GuestRequest::DiskWrite { device: None, mib: written, seed: 1 })
+            .guest(
+                vm,
+                &GuestRequest::DiskWrite {
+                    device: None,
+                    mib: written,
+                    seed: 1,
+                },
+            )
             .await?;
     }
     let systems: Vec<(&str, Transport, Compression)> = if scenario == Scenario::Dirty {
@@ -236,11 +263,18 @@ async fn run_scenario(opts: &MigrateBenchOptions, scenario: Scenario, config: &T
         reports.push(report);
     }
     let get = |l: &str| by_system.get(l).and_then(ms);
-    let aggregate_bps: u64 = config.paths.iter().map(|p| parse_rate(&p.shape.rate).unwrap_or(0)).sum();
-    let share = by_system.get("mptcp").filter(|r| r.status == ReportStatus::Completed).map(|r| {
-        let bits = (r.memory_bytes + r.disk_bytes) as f64 * 8.0;
-        bits / (r.total_ms.max(1) as f64 / 1000.0) / aggregate_bps.max(1) as f64
-    });
+    let aggregate_bps: u64 = config
+        .paths
+        .iter()
+        .map(|p| parse_rate(&p.shape.rate).unwrap_or(0))
+        .sum();
+    let share = by_system
+        .get("mptcp")
+        .filter(|r| r.status == ReportStatus::Completed)
+        .map(|r| {
+            let bits = (r.memory_bytes + r.disk_bytes) as f64 * 8.0;
+            bits / (r.total_ms.max(1) as f64 / 1000.0) / aggregate_bps.max(1) as f64
+        });
     Ok(MigrateRun {
         scenario: scenario.name().into(),
         baseline_ms: get("baseline"),
@@ -249,7 +283,11 @@ async fn run_scenario(opts: &MigrateBenchOptions, scenario: Scenario, config: &T
         speedup_mptcp: ratio(get("baseline"), get("mptcp")),
         speedup_auto: ratio(get("baseline"), get("auto")),
         downtime_ms: by_system.get("auto").and_then(|r| r.downtime_ms),
-        aggregate_share: if scenario == Scenario::UnevenPaths { share } else { None },
+        aggregate_share: if scenario == Scenario::UnevenPaths {
+            share
+        } else {
+            None
+        },
         reports,
     })
 }

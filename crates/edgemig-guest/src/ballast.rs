@@ -15,8 +15,26 @@ pub enum BallastError {
 }
 
 const WORDS: &[&str] = &[
-    "the", "edge", "site", "virtual", "machine", "moves", "between", "paths", "client", "address",
-    "memory", "disk", "network", "fast", "transparent", "migration", "of", "and", "to", "a",
+    "the",
+    "edge",
+    "site",
+    "virtual",
+    "machine",
+    "moves",
+    "between",
+    "paths",
+    "client",
+    "address",
+    "memory",
+    "disk",
+    "network",
+    "fast",
+    "transparent",
+    "migration",
+    "of",
+    "and",
+    "to",
+    "a",
 ];
 
 /// The ballast.
@@ -28,11 +46,17 @@ pub struct Ballast {
 impl Ballast {
     /// Replaces the ballast with `mib` MiB of mixed data.
     pub fn fill(&self, mib: u32) -> Result<FillReport, BallastError> {
-        let mut held = self.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut held = self
+            .held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         *held = Vec::new();
-        let bytes = usize::try_from(mib).unwrap_or(usize::MAX).saturating_mul(1 << 20);
+        let bytes = usize::try_from(mib)
+            .unwrap_or(usize::MAX)
+            .saturating_mul(1 << 20);
         let mut buf = Vec::new();
-        buf.try_reserve_exact(bytes).map_err(|_| BallastError::TooLarge(mib))?;
+        buf.try_reserve_exact(bytes)
+            .map_err(|_| BallastError::TooLarge(mib))?;
         let random = bytes / 2;
         let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
         while buf.len() + 8 <= random {
@@ -74,7 +98,10 @@ mod tests {
         let held = b.held.lock().unwrap();
         assert_eq!(held.len(), 2 << 20);
         let text = &held[1 << 20..];
-        assert!(text.iter().all(|c| c.is_ascii_lowercase() || *c == b' ' || *c == b'\n'));
+        assert!(
+            text.iter()
+                .all(|c| c.is_ascii_lowercase() || *c == b' ' || *c == b'\n')
+        );
         drop(held);
         b.fill(1).unwrap();
         assert_eq!(b.held.lock().unwrap().len(), 1 << 20);

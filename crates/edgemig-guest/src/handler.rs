@@ -4,8 +4,8 @@
 //! their own thread so quick ones (Hello, MemStatus) are answered meanwhile;
 //! disk requests are serialized among themselves.
 
-use crate::disk;
 use crate::ballast::Ballast;
+use crate::disk;
 use crate::memwriter::MemWriter;
 use edgemig_guest_proto::{
     AgentInfo, DEFAULT_DATA_DISK, GuestEvent, GuestMessage, GuestOutcome, GuestReply, GuestRequest,
@@ -198,7 +198,9 @@ fn handle(msg: HostMessage, writer: &SharedWriter, agent: &Agent) -> Result<(), 
         }
         GuestRequest::MemFill { mib } => {
             let ballast = Arc::clone(&agent.ballast);
-            background(writer, id, move || outcome(ballast.fill(mib), GuestReply::Filled))
+            background(writer, id, move || {
+                outcome(ballast.fill(mib), GuestReply::Filled)
+            })
         }
         GuestRequest::DiskWrite { device, mib, seed } => {
             let lock = Arc::clone(&agent.disk);

@@ -193,6 +193,27 @@ fn migration_round_trip_keeps_memory_and_disk() {
     assert_intact(&tb, "site-a", "roamer");
     let history = site_json(&tb, "site-b", &["migrations"]);
     assert_eq!(history[0]["report"]["to"], "site-a", "{history}");
+
+    // The Prometheus endpoint counts the completed migration.
+    let metrics = http_get(&tb.state_dir().join("sites/site-a/api.sock"), "/metrics");
+    assert!(
+        metrics.contains("edgemig_migrations_total{site=\"site-a\",status=\"completed\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("edgemig_vms{site=\"site-a\",state=\"running\"} 1"),
+        "{metrics}"
+    );
+}
+
+/// A raw HTTP/1.0 GET over the agent's Unix socket.
+fn http_get(socket: &std::path::Path, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(socket).expect("connect to the agent");
+    write!(s, "GET {path} HTTP/1.0\r\nhost: x\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
 }
 
 struct Migration(Child);

@@ -88,3 +88,27 @@ impl Manager {
         self.migrations.list()
     }
 }
+
+impl Manager {
+    /// The Prometheus text of this agent's metrics.
+    pub async fn metrics(&self) -> Result<String, ManagerError> {
+        let records = self.store.all().map_err(ManagerError::Store)?;
+        let states = ["running", "stopped", "crashed", "incoming"];
+        let counts: Vec<(&str, usize)> = states
+            .iter()
+            .map(|s| {
+                (
+                    *s,
+                    records.iter().filter(|r| r.state.to_string() == *s).count(),
+                )
+            })
+            .collect();
+        let (totals, running) = self.migrations.totals();
+        Ok(crate::metrics::render(
+            &self.config.site,
+            &counts,
+            running,
+            &totals,
+        ))
+    }
+}

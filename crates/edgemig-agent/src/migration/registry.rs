@@ -11,6 +11,8 @@ use edgemig_api::MigrationView;
 use edgemig_migration::{MigrationReport, ProgressEvent};
 use tokio::sync::watch;
 
+use crate::metrics::MigrationTotals;
+
 /// Most finished migrations kept in memory.
 const HISTORY: usize = 200;
 
@@ -26,6 +28,7 @@ struct Running {
 pub struct Registry {
     running: Mutex<HashMap<String, Running>>,
     finished: Mutex<Vec<MigrationReport>>,
+    totals: Mutex<MigrationTotals>,
     log: PathBuf,
 }
 
@@ -43,7 +46,10 @@ impl Registry {
             .filter_map(|l| serde_json::from_str(l).ok())
             .collect::<Vec<MigrationReport>>();
         let skip = finished.len().saturating_sub(HISTORY);
+        let mut totals = MigrationTotals::default();
+        finished.iter().for_each(|r| totals.add(r));
         Self {
+            totals: Mutex::new(totals),
             running: Mutex::new(HashMap::new()),
             finished: Mutex::new(finished.into_iter().skip(skip).collect()),
             log,
@@ -95,10 +101,16 @@ impl Registry {
                 tracing::warn!(%error, "cannot append to the migration log");
             }
         }
+        lock(&self.totals).add(&report);
         let mut finished = lock(&self.finished);
         finished.push(report);
         let excess = finished.len().saturating_sub(HISTORY);
         finished.drain(..excess);
+    }
+
+    /// Counters over every finished migration, and how many run now.
+    pub fn totals(&self) -> (MigrationTotals, usize) {
+        (lock(&self.totals).clone(), lock(&self.running).len())
     }
 
     /// Running migrations first, then finished ones, newest first.
