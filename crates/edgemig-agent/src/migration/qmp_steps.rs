@@ -122,11 +122,11 @@ pub async fn mirror_job(qmp: &Qmp) -> Result<Option<BlockJobInfo>, QmpError> {
 pub async fn end_mirror(qmp: &Qmp, graceful: bool) -> Result<(), QmpError> {
     if mirror_job(qmp).await?.is_some() {
         qmp.block_job_cancel(MIRROR_JOB, !graceful).await?;
-        for _ in 0..600 {
+        for _ in 0..3000 {
             if mirror_job(qmp).await?.is_none() {
                 break;
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
     match qmp.blockdev_del(TARGET_NODE).await {

@@ -16,7 +16,7 @@ use edgemig_migration::{
     ProgressEvent, ReportStatus, plan_migration,
 };
 use edgemig_pki::PeerClient;
-use edgemig_qmp::Qmp;
+use edgemig_qmp::{KnownEvent, Qmp};
 use tokio::sync::watch;
 
 use super::qmp_steps;
@@ -359,7 +359,9 @@ impl SourceJob {
                 "the destination did not resume the VM".into(),
             ));
         }
-        tally.downtime_ms += u64::try_from(switched.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let handover_ms = u64::try_from(switched.elapsed().as_millis()).unwrap_or(u64::MAX);
+        tracing::info!(vm = %self.vm, qemu_downtime_ms = tally.downtime_ms, handover_ms, "switchover done");
+        tally.downtime_ms += handover_ms;
         self.report_progress(Phase::Network, tally.memory_bytes, 0, 0, 0);
         // The VM runs at the destination: only now does it go away here.
         self.manager.remove_migrated(&record.name).await;
@@ -374,6 +376,9 @@ impl SourceJob {
         tally: &mut Tally,
     ) -> Result<(), SourceError> {
         let mut monitor = ConvergenceMonitor::new(ConvergenceConfig::from_plan(plan));
+        // QEMU announces status changes (the `events` capability): waiting on
+        // them instead of sleeping notices the switchover at once.
+        let mut events = qmp.subscribe();
         let started = Instant::now();
         let mut postcopy = false;
         loop {
@@ -432,7 +437,9 @@ impl SourceJob {
                     .map_err(qmp_err("memory"))?;
                 postcopy = true;
             }
-            tokio::time::sleep(POLL).await;
+            let _ = events
+                .wait_for(|e| matches!(e.known(), KnownEvent::Migration { .. }), POLL)
+                .await;
         }
     }
 
