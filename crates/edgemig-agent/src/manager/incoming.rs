@@ -16,6 +16,9 @@ use crate::migration::qmp_steps;
 use crate::qemu;
 use crate::vm::{self, VmRecord};
 
+/// How long an incoming VM may wait for its memory stream to start.
+const INCOMING_START_LIMIT: Duration = Duration::from_secs(3600);
+
 /// First port of the per-VM migration ports (memory, then NBD).
 const PORT_BASE: u16 = 49152;
 
@@ -94,6 +97,7 @@ impl Manager {
                 record.pid = Some(live.pid);
                 self.store.put(&record).map_err(ManagerError::Store)?;
                 self.live.lock().await.insert(record.name.clone(), live);
+                self.watch_incoming(record.name.clone(), record.pid.unwrap_or_default());
                 tracing::info!(vm = %record.name, from = %req.source_site, memory_port = ready.memory_port, "incoming VM prepared");
                 Ok(ready)
             }
@@ -146,6 +150,47 @@ impl Manager {
                 Err(ManagerError::Qmp(e))
             }
         }
+    }
+
+    /// Removes an incoming VM whose source gave up without telling us: when
+    /// its migration failed here, or never started within
+    /// [`INCOMING_START_LIMIT`].
+    fn watch_incoming(self: &Arc<Self>, name: String, pid: u32) {
+        let manager = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let started = tokio::time::Instant::now();
+            loop {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                let Some(m) = manager.upgrade() else { return };
+                let live = m.live.lock().await.get(&name).cloned();
+                let still_incoming = m
+                    .record(&name)
+                    .is_ok_and(|r| r.state == VmState::Incoming && r.pid == Some(pid));
+                let Some(live) = live.filter(|_| still_incoming) else {
+                    return;
+                };
+                let status = live
+                    .qmp
+                    .query_migrate()
+                    .await
+                    .ok()
+                    .and_then(|i| i.status)
+                    .map(|s| s.as_str().to_string());
+                let stale = live.qmp.is_closed()
+                    || match status.as_deref() {
+                        Some("failed") | Some("cancelled") => true,
+                        None | Some("none") | Some("setup") => {
+                            started.elapsed() > INCOMING_START_LIMIT
+                        }
+                        _ => false,
+                    };
+                if stale {
+                    tracing::warn!(vm = %name, ?status, "incoming migration abandoned by its source; cleaning up");
+                    let _ = m.abort_incoming(&name).await;
+                    return;
+                }
+            }
+        });
     }
 
     /// Where the QEMU TLS credentials of this site are, if it has TLS files.

@@ -588,10 +588,27 @@ impl Manager {
     /// still runs, marks the others crashed.
     async fn reattach_all(self: &Arc<Self>) -> Result<(), ManagerError> {
         for mut record in self.store.all().map_err(ManagerError::Store)? {
+            let files = self.files(&record.name);
+            if record.state == VmState::Incoming {
+                // Half-arrived VMs cannot be finished without their source
+                // (which keeps running): remove them.
+                if let Some(pid) = record
+                    .pid
+                    .filter(|pid| host::process_matches(*pid, &files.qmp()))
+                {
+                    let _ = qemu::kill(pid, libc::SIGKILL);
+                    qemu::wait_gone(pid, QUIT_TIMEOUT).await;
+                }
+                let _ = std::fs::remove_dir_all(&files.dir);
+                self.store
+                    .remove(&record.name)
+                    .map_err(ManagerError::Store)?;
+                tracing::warn!(vm = %record.name, "removed an incoming VM left by an earlier agent");
+                continue;
+            }
             if record.state != VmState::Running {
                 continue;
             }
-            let files = self.files(&record.name);
             let alive = record
                 .pid
                 .is_some_and(|pid| host::process_matches(pid, &files.qmp()));
