@@ -53,6 +53,11 @@ pub struct SiteConfig {
     /// operator; used to choose compression. Empty: unknown.
     #[serde(default)]
     pub migration_path_mbit: Vec<u64>,
+    /// After a migration to this site, how long (seconds) the VM's old
+    /// address stays reachable for clients that did not move (non-MPTCP);
+    /// it is retired earlier once no connection uses it. Default 60.
+    #[serde(default)]
+    pub handoff_grace_s: Option<u64>,
     /// Other sites' agents this site may migrate VMs to.
     #[serde(default, rename = "peer")]
     pub peers: Vec<PeerConfig>,

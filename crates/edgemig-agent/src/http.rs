@@ -169,6 +169,7 @@ pub fn peer_router(manager: Arc<Manager>) -> Router {
         .route("/v1/peer/incoming/{name}", get(peer_status))
         .route("/v1/peer/incoming/{name}/resume", post(peer_resume))
         .route("/v1/peer/incoming/{name}/abort", post(peer_abort))
+        .route("/v1/peer/tunnels/{vni}/close", post(peer_close_tunnel))
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "No such route".into()) })
         .layer(axum::middleware::from_fn(edgemig_pki::require_protocol))
         .with_state(manager)
@@ -212,4 +213,9 @@ async fn metrics(
         )],
         m.metrics().await?,
     ))
+}
+
+async fn peer_close_tunnel(State(m): Shared, Path(vni): Path<u32>) -> ApiResult<serde_json::Value> {
+    m.close_source_tunnel(vni).await?;
+    Ok(Json(serde_json::json!({ "closed": vni })))
 }

@@ -4,7 +4,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use futures_util::TryStreamExt;
-use rtnetlink::{Handle, LinkBridge, LinkUnspec};
+use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVxlan};
 
 /// Errors of network device set-up.
 #[derive(Debug, thiserror::Error)]
@@ -135,6 +135,69 @@ impl Netdev {
                 what: format!("set {name} up"),
                 source,
             })
+    }
+
+    /// Creates a VXLAN device `name` with `vni` toward `remote` (UDP 4789)
+    /// and a bridge `bridge` holding it; returns the bridge's index. Either
+    /// may exist already.
+    pub async fn ensure_tunnel(&self, name: &str, bridge: &str, vni: u32, remote: Ipv4Addr) -> Result<u32, NetdevError> {
+        if self.index_of(name).await?.is_none() {
+            let add = self
+                .handle
+                .link()
+                .add(LinkVxlan::new(name, vni).remote(remote).port(4789).up().build())
+                .execute()
+                .await;
+            if let Err(source) = add
+                && !is_exists(&source)
+            {
+                return Err(NetdevError::Request {
+                    what: format!("create VXLAN {name} (vni {vni}) to {remote}"),
+                    source,
+                });
+            }
+        }
+        let bridge_index = match self.index_of(bridge).await? {
+            Some(i) => i,
+            None => {
+                let add = self.handle.link().add(LinkBridge::new(bridge).up().build()).execute().await;
+                if let Err(source) = add
+                    && !is_exists(&source)
+                {
+                    return Err(NetdevError::Request {
+                        what: format!("create bridge {bridge}"),
+                        source,
+                    });
+                }
+                self.index_of(bridge)
+                    .await?
+                    .ok_or_else(|| NetdevError::NotFound(bridge.to_string()))?
+            }
+        };
+        self.set_up(bridge_index, bridge).await?;
+        self.attach(name, Some(bridge_index)).await?;
+        Ok(bridge_index)
+    }
+
+    /// Index of bridge `name` (None when it does not exist).
+    pub async fn bridge_index(&self, name: &str) -> Result<Option<u32>, NetdevError> {
+        self.index_of(name).await
+    }
+
+    /// Deletes device `name` if it exists.
+    pub async fn delete(&self, name: &str) -> Result<(), NetdevError> {
+        if let Some(index) = self.index_of(name).await? {
+            self.handle
+                .link()
+                .del(index)
+                .execute()
+                .await
+                .map_err(|source| NetdevError::Request {
+                    what: format!("delete {name}"),
+                    source,
+                })?;
+        }
+        Ok(())
     }
 
     /// Brings device `name` up and, with `bridge`, attaches it there.

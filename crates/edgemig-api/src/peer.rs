@@ -24,8 +24,12 @@ pub struct IncomingVm {
     pub disk_mib: Option<u64>,
     /// MAC seed (the guest keeps its MAC addresses).
     pub mac_seed: u32,
-    /// The guest's current address on nic0.
+    /// The guest's current address with prefix, e.g. `10.10.0.2/24`.
     pub address: String,
+    /// Gateway of that address's network (the source site's).
+    pub gateway: String,
+    /// The NIC carrying the address (0 or 1).
+    pub active_nic: u8,
 }
 
 /// `POST /v1/peer/incoming`.
@@ -57,6 +61,25 @@ pub struct IncomingReady {
     pub qemu_version: String,
 }
 
+/// Progress of the network handoff at the destination.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HandoffStatus {
+    /// `pending`, `announced`, `done`, or `not_possible: REASON`.
+    pub state: String,
+    /// The old address (reachable through the tunnel meanwhile).
+    pub old_address: String,
+    /// The address at the destination site.
+    pub new_address: String,
+    /// When the new address was announced, ms after the VM resumed.
+    pub announced_ms: Option<u64>,
+    /// When the old address was retired, ms after the VM resumed.
+    pub retired_ms: Option<u64>,
+    /// Connections (subflows) on the new address at retirement.
+    pub moved: u32,
+    /// Connections still only on the old address at retirement.
+    pub on_old: u32,
+}
+
 /// State of an incoming VM at the destination.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IncomingStatus {
@@ -66,4 +89,7 @@ pub struct IncomingStatus {
     pub migration: String,
     /// Whether the VM runs (after resume).
     pub running: bool,
+    /// The network handoff, once the VM runs.
+    #[serde(default)]
+    pub handoff: Option<HandoffStatus>,
 }

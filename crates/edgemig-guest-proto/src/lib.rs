@@ -57,6 +57,28 @@ pub enum GuestRequest {
         /// Amount in MiB.
         mib: u32,
     },
+    /// Bring up a NIC at a new site: address, per-interface policy routing
+    /// (a table and rule for its source address), default route through it,
+    /// and an MPTCP `signal` endpoint so established connections announce
+    /// the address (ADD_ADDR).
+    NicUp {
+        /// Interface in the guest (`eth0` or `eth1`).
+        nic: String,
+        /// Address with prefix, e.g. `10.20.0.5/24`.
+        address: String,
+        /// Gateway of that network.
+        gateway: String,
+    },
+    /// Retire a NIC: remove its MPTCP endpoints (also id 0, which closes the
+    /// initial subflows on its address), flush its addresses and routes,
+    /// take it down.
+    NicRetire {
+        /// Interface in the guest.
+        nic: String,
+    },
+    /// Count the guest's TCP connections (MPTCP subflows included) by local
+    /// address.
+    NetStatus,
     /// Write `mib` MiB of data derived from `seed` to a block device.
     DiskWrite {
         /// Block device; [`DEFAULT_DATA_DISK`] when absent.
@@ -141,6 +163,29 @@ pub enum GuestReply {
     Disk(DiskReport),
     /// Result of a memory fill.
     Filled(FillReport),
+    /// Result of a NIC change.
+    Nic(NicReport),
+    /// Connections by local address.
+    Net(NetReport),
+}
+
+/// What a NIC change did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NicReport {
+    /// Interface.
+    pub nic: String,
+    /// Addresses it has now (empty after retirement).
+    pub addresses: Vec<String>,
+    /// MPTCP endpoint ids added (up) or removed (retire).
+    pub endpoints: Vec<u8>,
+}
+
+/// The guest's established TCP connections (MPTCP subflows count one each)
+/// grouped by local address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetReport {
+    /// `(local address, established connections)`, sorted by address.
+    pub by_address: Vec<(String, u32)>,
 }
 
 /// What a memory fill holds now.

@@ -69,6 +69,9 @@ pub fn run(opts: &AgentOptions) -> ! {
     {
         eprintln!("edgemig-guest: service on {addr} not started: {e}");
     }
+    if let Err(e) = crate::net::set_mptcp_limits() {
+        eprintln!("edgemig-guest: MPTCP limits not set: {e}");
+    }
     let agent = Agent::new(agent_info());
     eprintln!(
         "edgemig-guest: agent {} (protocol {}) up at {} ms",

@@ -2,11 +2,13 @@
 //! [`HostMessage`] lines and answers each with a [`GuestMessage::Response`]
 //! of the same id. Slow requests (memory verification, disk I/O) run on
 //! their own thread so quick ones (Hello, MemStatus) are answered meanwhile;
-//! disk requests are serialized among themselves.
+//! disk requests are serialized among themselves, and so are network
+//! changes (NicUp, NicRetire).
 
 use crate::ballast::Ballast;
 use crate::disk;
 use crate::memwriter::MemWriter;
+use crate::net;
 use edgemig_guest_proto::{
     AgentInfo, DEFAULT_DATA_DISK, GuestEvent, GuestMessage, GuestOutcome, GuestReply, GuestRequest,
     HostMessage,
@@ -40,6 +42,7 @@ pub struct Agent {
     mem: Arc<MemWriter>,
     disk: Arc<Mutex<()>>,
     ballast: Arc<Ballast>,
+    net: Arc<Mutex<()>>,
 }
 
 impl Agent {
@@ -50,6 +53,7 @@ impl Agent {
             mem: Arc::new(MemWriter::new()),
             disk: Arc::new(Mutex::new(())),
             ballast: Arc::new(Ballast::default()),
+            net: Arc::new(Mutex::new(())),
         }
     }
 
@@ -218,6 +222,25 @@ fn handle(msg: HostMessage, writer: &SharedWriter, agent: &Agent) -> Result<(), 
                 outcome(disk::verify(&device, mib, seed), GuestReply::Disk)
             })
         }
+        GuestRequest::NicUp {
+            nic,
+            address,
+            gateway,
+        } => {
+            let lock = Arc::clone(&agent.net);
+            background(writer, id, move || {
+                let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+                outcome(net::nic_up(&nic, &address, &gateway), GuestReply::Nic)
+            })
+        }
+        GuestRequest::NicRetire { nic } => {
+            let lock = Arc::clone(&agent.net);
+            background(writer, id, move || {
+                let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+                outcome(net::nic_retire(&nic), GuestReply::Nic)
+            })
+        }
+        GuestRequest::NetStatus => respond(writer, id, outcome(net::net_status(), GuestReply::Net)),
     }
 }
 

@@ -14,6 +14,7 @@ pub mod handler;
 pub mod info;
 pub mod mempattern;
 pub mod memwriter;
+pub mod net;
 pub mod port;
 pub mod service;
 pub mod sockets;

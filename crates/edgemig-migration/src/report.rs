@@ -82,6 +82,29 @@ pub struct MigrationReport {
     pub to: String,
     /// Start time, Unix ms.
     pub started_at: u64,
+    /// The network handoff; null when the VM did not reach the destination.
+    #[serde(default)]
+    pub network: Option<NetworkReport>,
+}
+
+/// The network part of a migration report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkReport {
+    /// `done`, `timeout` or `not_possible: REASON` (the old address then
+    /// stays reachable through the tunnel).
+    pub handoff: String,
+    /// Address before the migration (with prefix).
+    pub old_address: String,
+    /// Address at the destination (with prefix).
+    pub new_address: String,
+    /// When the new address was announced, ms after the migration started.
+    pub announced_ms: Option<u64>,
+    /// When the old address was retired, ms after the migration started.
+    pub retired_ms: Option<u64>,
+    /// Connections that moved to the new address.
+    pub moved: u32,
+    /// Connections still using only the old address at retirement.
+    pub on_old: u32,
 }
 
 impl MigrationReport {

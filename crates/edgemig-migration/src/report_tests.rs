@@ -30,6 +30,7 @@ fn report() -> MigrationReport {
         from: "site-a".into(),
         to: "site-b".into(),
         started_at: 1_764_158_916_000,
+        network: None,
     }
 }
 
@@ -55,6 +56,7 @@ fn report_key_set_is_the_contract() {
         "from",
         "to",
         "started_at",
+        "network",
     ]
     .into();
     assert_eq!(keys(&v), expected);
@@ -71,7 +73,8 @@ fn null_fields_stay_present() {
     r.downtime_ms = None;
     r.status = ReportStatus::Cancelled;
     let v = serde_json::to_value(&r).unwrap();
-    assert_eq!(keys(&v).len(), 14);
+    assert_eq!(keys(&v).len(), 15);
+    assert!(v["network"].is_null());
     assert!(v["downtime_ms"].is_null());
     assert_eq!(v["status"], "cancelled");
     let back: MigrationReport = serde_json::from_str(&r.to_json().unwrap()).unwrap();

@@ -71,10 +71,27 @@ impl Manager {
         } else {
             None
         };
-        let address: Ipv4Addr = vm
+        let address: ipnet::Ipv4Net = vm
             .address
             .parse()
             .map_err(|_| ManagerError::Invalid(format!("Invalid VM address {:?}", vm.address)))?;
+        let gateway: Ipv4Addr = vm
+            .gateway
+            .parse()
+            .map_err(|_| ManagerError::Invalid(format!("Invalid VM gateway {:?}", vm.gateway)))?;
+        if vm.active_nic > 1 {
+            return Err(ManagerError::Invalid(format!("Invalid active NIC {}", vm.active_nic)));
+        }
+        let source_ip = self.peer_ip(&req.source_site)?;
+        let net = &self.config.vm_network;
+        let taken: Vec<Ipv4Addr> = records
+            .iter()
+            .flat_map(|r| [Some(r.address), r.next_address])
+            .flatten()
+            .collect();
+        let next_address = vm::allocate_address(net.subnet, net.gateway(), &taken).ok_or_else(|| {
+            ManagerError::Conflict(format!("No free address left in {} for VM {:?}", net.subnet, vm.name))
+        })?;
         let record = VmRecord {
             name: vm.name.clone(),
             id: records.iter().map(|r| r.id).max().map_or(1, |m| m + 1),
@@ -82,14 +99,18 @@ impl Manager {
             memory_mib: vm.memory_mib,
             vcpus: vm.vcpus,
             disk_mib: vm.disk_mib,
-            address,
+            address: address.addr(),
+            prefix_len: address.prefix_len(),
+            gateway: Some(gateway),
+            active_nic: vm.active_nic,
+            next_address: Some(next_address),
             state: VmState::Incoming,
             pid: None,
         };
         let files = self.files(&record.name);
         self.create_files(&record, &files).await?;
         let prepared = self
-            .launch_incoming(&record, &req, tls_dir.as_deref())
+            .launch_incoming(&record, &req, tls_dir.as_deref(), source_ip)
             .await;
         match prepared {
             Ok((ready, live)) => {
@@ -97,6 +118,10 @@ impl Manager {
                 record.pid = Some(live.pid);
                 self.store.put(&record).map_err(ManagerError::Store)?;
                 self.live.lock().await.insert(record.name.clone(), live);
+                self.tunnel_sources
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .insert(record.name.clone(), req.source_site.clone());
                 self.watch_incoming(record.name.clone(), record.pid.unwrap_or_default());
                 tracing::info!(vm = %record.name, from = %req.source_site, memory_port = ready.memory_port, "incoming VM prepared");
                 Ok(ready)
@@ -113,8 +138,11 @@ impl Manager {
         record: &VmRecord,
         req: &IncomingRequest,
         tls_dir: Option<&std::path::Path>,
+        source_ip: Ipv4Addr,
     ) -> Result<(IncomingReady, super::Live), ManagerError> {
-        let live = self.launch(record, true).await?;
+        let live = self
+            .launch(record, super::LaunchMode::Incoming { tunnel_remote: source_ip })
+            .await?;
         let setup = async {
             let qmp = &live.qmp;
             if let Some(dir) = tls_dir {
@@ -231,6 +259,7 @@ impl Manager {
             name: name.to_string(),
             migration,
             running: record.state == VmState::Running,
+            handoff: self.handoff_status(name),
         })
     }
 
@@ -272,11 +301,13 @@ impl Manager {
         self.store.put(&record).map_err(ManagerError::Store)?;
         self.supervise(name.to_string(), live.pid);
         super::greet(&live.guest, name);
+        self.start_handoff(name, &live, &record);
         tracing::info!(vm = name, pid = live.pid, "migrated VM runs here");
         Ok(IncomingStatus {
             name: name.to_string(),
             migration: status,
             running: true,
+            handoff: self.handoff_status(name),
         })
     }
 
@@ -294,6 +325,9 @@ impl Manager {
             let _ = qemu::kill(pid, libc::SIGKILL);
             qemu::wait_gone(pid, Duration::from_secs(10)).await;
         }
+        let (vxlan, bridge) = record.tunnel_names();
+        let _ = self.netdev.delete(&vxlan).await;
+        let _ = self.netdev.delete(&bridge).await;
         let files = self.files(name);
         let _ = std::fs::remove_dir_all(&files.dir);
         self.store.remove(name).map_err(ManagerError::Store)?;

@@ -60,6 +60,7 @@ impl Manager {
             peer_addr: peer.address,
             options: req.options,
             cancel,
+            started: std::time::Instant::now(),
         };
         tracing::info!(vm, to = %req.to, "migration started");
         tokio::spawn(job.run());

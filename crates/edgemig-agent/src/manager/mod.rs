@@ -12,6 +12,7 @@ use edgemig_guest_proto::{GuestReply, GuestRequest};
 use edgemig_qmp::Qmp;
 use tokio::sync::Mutex;
 
+mod handoff;
 mod incoming;
 mod migrate;
 
@@ -79,6 +80,18 @@ pub enum ManagerError {
     },
 }
 
+/// How QEMU is started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LaunchMode {
+    /// A VM booting here.
+    Fresh,
+    /// A migration destination; the active NIC is tunnelled to `tunnel_remote`.
+    Incoming {
+        /// The source site's address (VXLAN remote).
+        tunnel_remote: std::net::Ipv4Addr,
+    },
+}
+
 /// A running VM's live connections.
 #[derive(Debug, Clone)]
 pub(crate) struct Live {
@@ -118,6 +131,10 @@ pub struct Manager {
     pub(crate) migrations: Registry,
     /// TLS for agent-to-agent connections, when the config has TLS files.
     peer_tls: Option<PeerTls>,
+    /// Network handoffs of VMs that arrived here, by VM.
+    pub(crate) handoffs: std::sync::Mutex<HashMap<String, edgemig_api::peer::HandoffStatus>>,
+    /// Source site of each VM that arrived here, by VM (to close its tunnel).
+    pub(crate) tunnel_sources: std::sync::Mutex<HashMap<String, String>>,
 }
 
 fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ManagerError {
@@ -160,6 +177,8 @@ impl Manager {
         };
         let migrations = Registry::open(config.state_dir.join("migrations.jsonl"));
         let manager = Arc::new(Self {
+            handoffs: std::sync::Mutex::new(HashMap::new()),
+            tunnel_sources: std::sync::Mutex::new(HashMap::new()),
             migrations,
             peer_tls,
             config,
@@ -298,6 +317,10 @@ impl Manager {
             vcpus: spec.vcpus,
             disk_mib: spec.disk_mib,
             address,
+            prefix_len: net.subnet.prefix_len(),
+            gateway: Some(net.gateway()),
+            active_nic: 0,
+            next_address: None,
             state: VmState::Stopped,
             pid: None,
         };
@@ -375,7 +398,10 @@ impl Manager {
                 record.memory_mib
             )));
         }
-        let live = self.launch(&record, false).await?;
+        // A VM starting fresh carries its address on nic0 (kernel command line).
+        record.active_nic = 0;
+        record.next_address = None;
+        let live = self.launch(&record, LaunchMode::Fresh).await?;
         let pid = live.pid;
         record.state = VmState::Running;
         record.pid = Some(pid);
@@ -392,8 +418,9 @@ impl Manager {
     pub(crate) async fn launch(
         &self,
         record: &VmRecord,
-        incoming: bool,
+        mode: LaunchMode,
     ) -> Result<Live, ManagerError> {
+        let incoming = matches!(mode, LaunchMode::Incoming { .. });
         let (kernel, initramfs) = self.image()?;
         let files = self.files(&record.name);
         for stale in [files.qmp(), files.guest_channel()] {
@@ -412,7 +439,7 @@ impl Manager {
         let pid = qemu::launch(&self.config.qemu.binary, &args, &files.pidfile())
             .await
             .map_err(ManagerError::Launch)?;
-        match self.finish_start(record, &files, pid, !incoming).await {
+        match self.finish_start(record, &files, pid, mode).await {
             Ok(live) => Ok(live),
             Err(e) => {
                 tracing::warn!(vm = %record.name, pid, error = %e, "start failed; ending QEMU");
@@ -429,24 +456,49 @@ impl Manager {
         record: &VmRecord,
         files: &VmFiles,
         pid: u32,
-        resume: bool,
+        mode: LaunchMode,
     ) -> Result<Live, ManagerError> {
         let (qmp, _events) = Qmp::connect(files.qmp()).await.map_err(ManagerError::Qmp)?;
-        qmp.set_link(&qemu::nic_id(1), false)
+        let active = record.active_nic.min(1);
+        let other = 1 - active;
+        qmp.set_link(&qemu::nic_id(other), false)
             .await
             .map_err(ManagerError::Qmp)?;
-        self.netdev
-            .attach(&record.tap_name(0), Some(self.bridge_index))
-            .await
-            .map_err(ManagerError::Netdev)?;
-        self.netdev
-            .attach(&record.tap_name(1), None)
-            .await
-            .map_err(ManagerError::Netdev)?;
+        match mode {
+            LaunchMode::Fresh => {
+                self.netdev
+                    .attach(&record.tap_name(active), Some(self.bridge_index))
+                    .await
+                    .map_err(ManagerError::Netdev)?;
+                self.netdev
+                    .attach(&record.tap_name(other), None)
+                    .await
+                    .map_err(ManagerError::Netdev)?;
+            }
+            LaunchMode::Incoming { tunnel_remote } => {
+                // The active NIC stays on the old site's network through a
+                // tunnel; the other one joins this site's network, carrier
+                // off until the handoff.
+                let (vxlan, bridge) = record.tunnel_names();
+                let tunnel = self
+                    .netdev
+                    .ensure_tunnel(&vxlan, &bridge, record.vni(), tunnel_remote)
+                    .await
+                    .map_err(ManagerError::Netdev)?;
+                self.netdev
+                    .attach(&record.tap_name(active), Some(tunnel))
+                    .await
+                    .map_err(ManagerError::Netdev)?;
+                self.netdev
+                    .attach(&record.tap_name(other), Some(self.bridge_index))
+                    .await
+                    .map_err(ManagerError::Netdev)?;
+            }
+        }
         let guest = GuestChannel::connect(&files.guest_channel())
             .await
             .map_err(ManagerError::Guest)?;
-        if resume {
+        if mode == LaunchMode::Fresh {
             qmp.cont().await.map_err(ManagerError::Qmp)?;
         }
         Ok(Live { qmp, guest, pid })

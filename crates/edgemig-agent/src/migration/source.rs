@@ -11,6 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use axum::http::Method;
 use edgemig_api::peer::{IncomingReady, IncomingRequest, IncomingStatus, IncomingVm};
 use edgemig_migration::{
+    NetworkReport,
     ConvergenceAction, ConvergenceConfig, ConvergenceMonitor, HostEnv, MigrateOptions,
     MigrationPlan, MigrationReport, MigrationSample, PathBytes, Phase, PlannedCompression,
     ProgressEvent, ReportStatus, plan_migration,
@@ -25,6 +26,8 @@ use crate::vm::VmRecord;
 
 /// How often QEMU's progress is sampled.
 const POLL: Duration = Duration::from_millis(500);
+/// Longest wait for the destination's network handoff before reporting.
+const HANDOFF_WAIT: Duration = Duration::from_secs(900);
 /// Limit for one peer request.
 const PEER_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -73,6 +76,7 @@ struct Done {
     dest_prepared: bool,
     mirror: bool,
     memory: bool,
+    tunnel: Option<u32>,
 }
 
 /// Numbers gathered along the way.
@@ -81,6 +85,7 @@ struct Tally {
     disk_bytes: u64,
     memory_bytes: u64,
     downtime_ms: u64,
+    network: Option<NetworkReport>,
 }
 
 /// One migration in progress.
@@ -91,6 +96,8 @@ pub struct SourceJob {
     pub(crate) peer_addr: SocketAddr,
     pub(crate) options: MigrateOptions,
     pub(crate) cancel: watch::Receiver<bool>,
+    /// When the migration was requested.
+    pub(crate) started: Instant,
 }
 
 fn unix_ms() -> u64 {
@@ -109,7 +116,7 @@ fn compression_name(c: &PlannedCompression) -> String {
 impl SourceJob {
     /// Runs the migration to its end and records the report.
     pub async fn run(mut self) {
-        let started = Instant::now();
+        let started = self.started;
         let started_at = unix_ms();
         let mut tally = Tally::default();
         let mut done = Done::default();
@@ -158,6 +165,7 @@ impl SourceJob {
             from: self.manager.config.site.clone(),
             to: self.to.clone(),
             started_at,
+            network: tally.network.take(),
         };
         tracing::info!(vm = %self.vm, to = %self.to, status = ?report.status, total_ms = report.total_ms, "migration finished");
         self.manager.migrations.finish(&self.vm, report);
@@ -267,7 +275,12 @@ impl SourceJob {
                 vcpus: record.vcpus,
                 disk_mib: record.disk_mib,
                 mac_seed: record.mac_seed,
-                address: record.address.to_string(),
+                address: format!("{}/{}", record.address, record.prefix_len),
+                gateway: record
+                    .gateway
+                    .unwrap_or_else(|| self.manager.config.vm_network.gateway())
+                    .to_string(),
+                active_nic: record.active_nic,
             },
             source_site: self.manager.config.site.clone(),
             mptcp,
@@ -347,6 +360,11 @@ impl SourceJob {
             }
             done.mirror = false;
         }
+        // The old address's network reaches the destination from now on.
+        if let std::net::IpAddr::V4(remote) = self.peer_addr.ip() {
+            self.manager.open_source_tunnel(record.vni(), remote).await?;
+            done.tunnel = Some(record.vni());
+        }
         let resumed: IncomingStatus = self
             .peer_call(
                 Method::POST,
@@ -364,8 +382,49 @@ impl SourceJob {
         tally.downtime_ms += handover_ms;
         self.report_progress(Phase::Network, tally.memory_bytes, 0, 0, 0);
         // The VM runs at the destination: only now does it go away here.
+        done.tunnel = None;
         self.manager.remove_migrated(&record.name).await;
+        let resumed_at = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        tally.network = self.follow_handoff(&record.name, resumed_at).await;
         Ok(())
+    }
+
+    /// Waits for the destination's network handoff and summarizes it.
+    /// `resumed_at`: ms from the migration's start to the VM resuming at the
+    /// destination (the handoff's times count from there).
+    async fn follow_handoff(&self, vm: &str, resumed_at: u64) -> Option<NetworkReport> {
+        let deadline = Instant::now() + HANDOFF_WAIT;
+        loop {
+            let status: Result<IncomingStatus, _> = self
+                .peer_call(Method::GET, &format!("/v1/peer/incoming/{vm}"), None::<&()>)
+                .await;
+            let handoff = status.ok().and_then(|s| s.handoff);
+            if let Some(h) = &handoff
+                && !matches!(h.state.as_str(), "pending" | "announced")
+            {
+                return Some(NetworkReport {
+                    handoff: h.state.clone(),
+                    old_address: h.old_address.clone(),
+                    new_address: h.new_address.clone(),
+                    announced_ms: h.announced_ms.map(|m| m + resumed_at),
+                    retired_ms: h.retired_ms.map(|m| m + resumed_at),
+                    moved: h.moved,
+                    on_old: h.on_old,
+                });
+            }
+            if Instant::now() > deadline {
+                return handoff.map(|h| NetworkReport {
+                    handoff: format!("unfinished ({})", h.state),
+                    old_address: h.old_address,
+                    new_address: h.new_address,
+                    announced_ms: h.announced_ms.map(|m| m + resumed_at),
+                    retired_ms: None,
+                    moved: h.moved,
+                    on_old: h.on_old,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
     }
 
     /// Polls `query-migrate` until the memory stream completes.
@@ -460,6 +519,9 @@ impl SourceJob {
             {
                 tracing::error!(vm = %self.vm, %error, "cannot resume the source VM after a failed migration");
             }
+        }
+        if let Some(vni) = done.tunnel {
+            let _ = self.manager.close_source_tunnel(vni).await;
         }
         if done.dest_prepared {
             let abort: Result<serde_json::Value, _> = self

@@ -171,6 +171,10 @@ mod tests {
             vcpus: 1,
             disk_mib: Some(64),
             address: Ipv4Addr::new(10, 10, 0, 2),
+            prefix_len: 24,
+            gateway: None,
+            active_nic: 0,
+            next_address: None,
             state: VmState::Stopped,
             pid: None,
         };

@@ -22,15 +22,43 @@ pub struct VmRecord {
     pub vcpus: u32,
     /// Data disk size in MiB.
     pub disk_mib: Option<u64>,
-    /// Address of nic0 on the site's VM network.
+    /// The VM's current address (on its active NIC).
     pub address: Ipv4Addr,
+    /// Prefix length of `address`'s network.
+    #[serde(default = "default_prefix")]
+    pub prefix_len: u8,
+    /// Gateway of `address`'s network.
+    #[serde(default)]
+    pub gateway: Option<Ipv4Addr>,
+    /// The NIC that carries `address` (0 or 1); the other one is the
+    /// handoff NIC of the next migration.
+    #[serde(default)]
+    pub active_nic: u8,
+    /// At a migration destination: the address at this site the VM moves to.
+    #[serde(default)]
+    pub next_address: Option<Ipv4Addr>,
     /// Last known lifecycle state.
     pub state: VmState,
     /// QEMU pid while running.
     pub pid: Option<u32>,
 }
 
+fn default_prefix() -> u8 {
+    24
+}
+
 impl VmRecord {
+    /// VXLAN network id of the tunnel that keeps this VM's old address
+    /// reachable after a migration (from its MAC seed).
+    pub fn vni(&self) -> u32 {
+        (self.mac_seed & 0x00ff_ffff).max(1)
+    }
+
+    /// Names of the tunnel's VXLAN device and bridge at either site.
+    pub fn tunnel_names(&self) -> (String, String) {
+        (format!("emvx{:06x}", self.vni()), format!("emtb{:06x}", self.vni()))
+    }
+
     /// TAP device of NIC `index` (0 or 1).
     pub fn tap_name(&self, index: u8) -> String {
         format!("emv{}n{index}", self.id)
@@ -103,6 +131,10 @@ mod tests {
             vcpus: 1,
             disk_mib: None,
             address: Ipv4Addr::LOCALHOST,
+            prefix_len: 24,
+            gateway: None,
+            active_nic: 0,
+            next_address: None,
             state: VmState::Stopped,
             pid: None,
         };

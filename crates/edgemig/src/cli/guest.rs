@@ -33,6 +33,8 @@ pub enum GuestCommand {
         #[arg(long)]
         mib: u32,
     },
+    /// Count the guest's TCP connections (MPTCP subflows included) by local address.
+    NetStatus,
     /// Write seeded data to the data disk.
     DiskWrite {
         /// Amount in MiB.
@@ -76,6 +78,7 @@ impl From<GuestCommand> for GuestRequest {
             GuestCommand::MemStatus => Self::MemStatus,
             GuestCommand::MemVerify => Self::MemVerify,
             GuestCommand::MemFill { mib } => Self::MemFill { mib },
+            GuestCommand::NetStatus => Self::NetStatus,
             GuestCommand::DiskWrite { mib, seed, device } => Self::DiskWrite { device, mib, seed },
             GuestCommand::DiskVerify { mib, seed, device } => {
                 Self::DiskVerify { device, mib, seed }
@@ -111,6 +114,12 @@ pub async fn run(
             ),
             GuestReply::MemVerify(v) => {
                 println!("memory verify: {} pages, {} bad", v.pages, v.bad_pages)
+            }
+            GuestReply::Nic(n) => println!("{}: addresses [{}], MPTCP endpoints {:?}", n.nic, n.addresses.join(", "), n.endpoints),
+            GuestReply::Net(n) => {
+                for (addr, count) in &n.by_address {
+                    println!("{addr}: {count} established");
+                }
             }
             GuestReply::Filled(f) => println!(
                 "memory fill: {} MiB random, {} MiB text",

@@ -164,6 +164,19 @@ fn print_report(r: &MigrationReport) {
     for p in &r.paths {
         println!("  path {:<8} {:.1} MiB", p.name, p.bytes as f64 / 1048576.0);
     }
+    if let Some(n) = &r.network {
+        let at = |ms: Option<u64>| ms.map_or_else(|| "-".to_string(), |m| format!("{:.1}s", m as f64 / 1000.0));
+        println!(
+            "  network: {} -> {} ({}), announced at {}, old address retired at {}, {} connections moved, {} still on the old address",
+            n.old_address,
+            n.new_address,
+            n.handoff,
+            at(n.announced_ms),
+            at(n.retired_ms),
+            n.moved,
+            n.on_old
+        );
+    }
     if let Some(e) = &r.error {
         println!("  error: {e}");
     }

@@ -1,0 +1,26 @@
+//! Guest networking over netlink, no `ip` binary needed: bringing a NIC up
+//! at a new site with per-interface policy routing and an MPTCP `signal`
+//! endpoint, retiring the old one, and counting TCP connections (MPTCP
+//! subflows included) by local address.
+
+pub mod conns;
+pub mod nic;
+pub mod ops;
+pub mod rtnl;
+
+pub use conns::{ConnsError, net_status};
+pub use nic::{NicError, nic_retire, nic_up};
+
+use edgemig_mptcp::{Limits, MptcpPm, PmError};
+
+/// Path-manager limits the agent sets at start: enough subflows and
+/// accepted ADD_ADDRs for announcements and joins.
+pub const MPTCP_LIMITS: Limits = Limits {
+    subflows: 8,
+    add_addr_accepted: 8,
+};
+
+/// Sets [`MPTCP_LIMITS`] in the calling thread's namespace.
+pub fn set_mptcp_limits() -> Result<(), PmError> {
+    MptcpPm::open()?.set_limits(MPTCP_LIMITS)
+}

@@ -1,0 +1,225 @@
+//! Bringing a NIC up at a new site and retiring the old one
+//! (ARCHITECTURE.md, migration step 6), all over netlink.
+//!
+//! Routing layout for an interface with index `i` and address `A/p` via
+//! gateway `G`:
+//!
+//! * table `100 + i`: `A/p`'s subnet `dev nic scope link src A` and
+//!   `default via G dev nic`;
+//! * rule `from A lookup 100+i`, priority `1000 + i`, so every subflow bound
+//!   to `A` leaves through its own NIC;
+//! * main table: `default via G dev nic` (replacing the previous default),
+//!   so new connections use the new site;
+//! * MPTCP endpoint `A signal dev nic`, announced with ADD_ADDR.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use edgemig_guest_proto::NicReport;
+use edgemig_mptcp::{EndpointFlags, MptcpPm, NewEndpoint, PmError};
+
+use super::ops::{self, Cidr, NewRoute};
+use super::rtnl::{Rtnl, RtnlError, tolerate};
+
+/// Main routing table id.
+pub const MAIN_TABLE: u32 = 254;
+/// Policy table of interface `i` is `TABLE_BASE + i`.
+pub const TABLE_BASE: u32 = 100;
+/// Rule priority for interface `i` is `RULE_PRIORITY_BASE + i`.
+pub const RULE_PRIORITY_BASE: u32 = 1000;
+
+/// Errors of NIC changes.
+#[derive(Debug, thiserror::Error)]
+pub enum NicError {
+    /// The request carries an unusable address or gateway.
+    #[error("bad {what}: {detail}")]
+    BadInput {
+        /// `address` or `gateway`.
+        what: &'static str,
+        /// Why.
+        detail: String,
+    },
+    /// An rtnetlink request failed.
+    #[error("{nic}: {source}")]
+    Rtnl {
+        /// Interface.
+        nic: String,
+        /// The error.
+        #[source]
+        source: RtnlError,
+    },
+    /// A path-manager request failed.
+    #[error("{nic}: MPTCP: {source}")]
+    Mptcp {
+        /// Interface.
+        nic: String,
+        /// The error.
+        #[source]
+        source: PmError,
+    },
+}
+
+/// Policy table of interface `index`.
+pub fn table_of(index: u32) -> u32 {
+    TABLE_BASE + index
+}
+
+/// Rule priority of interface `index`.
+pub fn priority_of(index: u32) -> u32 {
+    RULE_PRIORITY_BASE + index
+}
+
+fn rt(nic: &str) -> impl Fn(RtnlError) -> NicError + '_ {
+    move |source| NicError::Rtnl {
+        nic: nic.to_owned(),
+        source,
+    }
+}
+
+fn pm(nic: &str) -> impl Fn(PmError) -> NicError + '_ {
+    move |source| NicError::Mptcp {
+        nic: nic.to_owned(),
+        source,
+    }
+}
+
+/// Brings `nic` up with `address` (CIDR) and `gateway`: policy routing,
+/// main default route, MPTCP `signal` endpoint. Idempotent.
+pub fn nic_up(nic: &str, address: &str, gateway: &str) -> Result<NicReport, NicError> {
+    let cidr: Cidr = address.parse().map_err(|detail| NicError::BadInput {
+        what: "address",
+        detail,
+    })?;
+    let gw: Ipv4Addr = gateway.parse().map_err(|e| NicError::BadInput {
+        what: "gateway",
+        detail: format!("{gateway:?}: {e}"),
+    })?;
+    let mut rtnl = Rtnl::open().map_err(rt(nic))?;
+    let index = ops::link_index(&mut rtnl, nic).map_err(rt(nic))?;
+    let table = table_of(index);
+    ops::set_link_up(&mut rtnl, index, true).map_err(rt(nic))?;
+    tolerate(ops::add_address(&mut rtnl, index, cidr), &[libc::EEXIST]).map_err(rt(nic))?;
+    let subnet = Cidr {
+        addr: cidr.network(),
+        prefix: cidr.prefix,
+    };
+    let default = Cidr {
+        addr: Ipv4Addr::UNSPECIFIED,
+        prefix: 0,
+    };
+    let connected = NewRoute {
+        dst: subnet,
+        table,
+        gateway: None,
+        oif: index,
+        src: Some(cidr.addr),
+    };
+    ops::replace_route(&mut rtnl, &connected).map_err(rt(nic))?;
+    let via = NewRoute {
+        dst: default,
+        table,
+        gateway: Some(gw),
+        oif: index,
+        src: None,
+    };
+    ops::replace_route(&mut rtnl, &via).map_err(rt(nic))?;
+    tolerate(
+        ops::add_rule(&mut rtnl, cidr.addr, table, priority_of(index)),
+        &[libc::EEXIST],
+    )
+    .map_err(rt(nic))?;
+    let main = NewRoute {
+        table: MAIN_TABLE,
+        ..via
+    };
+    ops::replace_route(&mut rtnl, &main).map_err(rt(nic))?;
+
+    let id = ensure_endpoint(IpAddr::V4(cidr.addr), index).map_err(pm(nic))?;
+    Ok(NicReport {
+        nic: nic.to_owned(),
+        addresses: current_addresses(&mut rtnl, index).map_err(rt(nic))?,
+        endpoints: vec![id],
+    })
+}
+
+/// Id of the `signal` endpoint for `addr` on `ifindex`, added if missing
+/// (an endpoint for `addr` with other flags or interface is replaced).
+fn ensure_endpoint(addr: IpAddr, ifindex: u32) -> Result<u8, PmError> {
+    let mut pm = MptcpPm::open()?;
+    if let Some(ep) = pm.endpoints()?.into_iter().find(|e| e.addr == addr) {
+        if ep.flags.contains(EndpointFlags::SIGNAL) && ep.ifindex == Some(ifindex) {
+            return Ok(ep.id);
+        }
+        pm.delete_endpoint(ep.id, Some(addr))?;
+    }
+    pm.add_endpoint(&NewEndpoint::new(addr, EndpointFlags::SIGNAL).with_ifindex(ifindex))
+}
+
+fn current_addresses(rtnl: &mut Rtnl, index: u32) -> Result<Vec<String>, RtnlError> {
+    Ok(ops::addresses(rtnl, index)?
+        .iter()
+        .map(Cidr::to_string)
+        .collect())
+}
+
+/// Retires `nic`: MPTCP endpoints of its addresses (and id 0, closing the
+/// initial subflows on them), policy rules, its table and main-table
+/// routes, its addresses; then sets it down.
+pub fn nic_retire(nic: &str) -> Result<NicReport, NicError> {
+    let mut rtnl = Rtnl::open().map_err(rt(nic))?;
+    let index = ops::link_index(&mut rtnl, nic).map_err(rt(nic))?;
+    let table = table_of(index);
+    let addrs = ops::addresses(&mut rtnl, index).map_err(rt(nic))?;
+
+    let removed = remove_endpoints(&addrs).map_err(pm(nic))?;
+
+    let gone = [libc::ENOENT, libc::ESRCH, libc::EADDRNOTAVAIL];
+    for rule in ops::rules(&mut rtnl).map_err(rt(nic))? {
+        let ours = rule
+            .src
+            .is_some_and(|s| addrs.iter().any(|c| IpAddr::V4(c.addr) == s))
+            || (rule.priority == Some(priority_of(index)) && rule.table == table);
+        if ours {
+            tolerate(ops::del_rule(&mut rtnl, &rule), &gone).map_err(rt(nic))?;
+        }
+    }
+    for cidr in &addrs {
+        tolerate(ops::del_address(&mut rtnl, index, *cidr), &gone).map_err(rt(nic))?;
+    }
+    for route in ops::routes(&mut rtnl).map_err(rt(nic))? {
+        if route.table == table || (route.table == MAIN_TABLE && route.oif == Some(index)) {
+            tolerate(ops::del_route(&mut rtnl, &route), &gone).map_err(rt(nic))?;
+        }
+    }
+    ops::set_link_up(&mut rtnl, index, false).map_err(rt(nic))?;
+    Ok(NicReport {
+        nic: nic.to_owned(),
+        addresses: current_addresses(&mut rtnl, index).map_err(rt(nic))?,
+        endpoints: removed,
+    })
+}
+
+/// Deletes the endpoints of `addrs` and their id-0 subflows; returns the
+/// ids deleted.
+fn remove_endpoints(addrs: &[Cidr]) -> Result<Vec<u8>, PmError> {
+    let mut pm = MptcpPm::open()?;
+    let endpoints = pm.endpoints()?;
+    let mut removed = Vec::new();
+    for cidr in addrs {
+        let addr = IpAddr::V4(cidr.addr);
+        for ep in endpoints.iter().filter(|e| e.addr == addr) {
+            match pm.delete_endpoint(ep.id, Some(addr)) {
+                Ok(()) => removed.push(ep.id),
+                Err(e) if e.errno() == Some(libc::ENOENT) || e.errno() == Some(libc::EINVAL) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        // Id 0 is the initial subflow's address: this closes the initial
+        // subflows bound to `addr` (absent ones are not an error).
+        if let Err(e) = pm.delete_endpoint(0, Some(addr))
+            && !matches!(e.errno(), Some(libc::ENOENT | libc::EINVAL))
+        {
+            return Err(e);
+        }
+    }
+    Ok(removed)
+}
