@@ -140,12 +140,24 @@ impl Netdev {
     /// Creates a VXLAN device `name` with `vni` toward `remote` (UDP 4789)
     /// and a bridge `bridge` holding it; returns the bridge's index. Either
     /// may exist already.
-    pub async fn ensure_tunnel(&self, name: &str, bridge: &str, vni: u32, remote: Ipv4Addr) -> Result<u32, NetdevError> {
+    pub async fn ensure_tunnel(
+        &self,
+        name: &str,
+        bridge: &str,
+        vni: u32,
+        remote: Ipv4Addr,
+    ) -> Result<u32, NetdevError> {
         if self.index_of(name).await?.is_none() {
             let add = self
                 .handle
                 .link()
-                .add(LinkVxlan::new(name, vni).remote(remote).port(4789).up().build())
+                .add(
+                    LinkVxlan::new(name, vni)
+                        .remote(remote)
+                        .port(4789)
+                        .up()
+                        .build(),
+                )
                 .execute()
                 .await;
             if let Err(source) = add
@@ -160,7 +172,12 @@ impl Netdev {
         let bridge_index = match self.index_of(bridge).await? {
             Some(i) => i,
             None => {
-                let add = self.handle.link().add(LinkBridge::new(bridge).up().build()).execute().await;
+                let add = self
+                    .handle
+                    .link()
+                    .add(LinkBridge::new(bridge).up().build())
+                    .execute()
+                    .await;
                 if let Err(source) = add
                     && !is_exists(&source)
                 {

@@ -389,6 +389,28 @@ mod tests {
     }
 
     #[test]
+    fn net_requests_over_the_port() {
+        let (mut w, mut r, t) = start();
+        recv(&mut r);
+        assert!(matches!(
+            request(&mut w, &mut r, 1, GuestRequest::NetStatus),
+            GuestOutcome::Ok(GuestReply::Net(_))
+        ));
+        let bad = GuestRequest::NicUp {
+            nic: "eth9".into(),
+            address: "10.0.0.1".into(),
+            gateway: "10.0.0.254".into(),
+        };
+        match request(&mut w, &mut r, 2, bad) {
+            GuestOutcome::Error(e) => assert!(e.contains("address"), "{e}"),
+            other => panic!("unexpected {other:?}"),
+        }
+        drop(w);
+        drop(r);
+        t.join().unwrap();
+    }
+
+    #[test]
     fn disk_requests_over_the_port() {
         let dir = tempfile::tempdir().unwrap();
         let dev = dir.path().join("disk.img");

@@ -105,7 +105,10 @@ fn assert_up(ns: &Ns, dev: &str, addr: &str, gw: &str) {
     let eps = ns.ip(&["mptcp", "endpoint", "show"]);
     let ep = lines_with(&eps, &format!("{addr} "));
     assert_eq!(ep.len(), 1, "{eps}");
-    assert!(ep[0].contains("signal") && ep[0].contains(&format!("dev {dev}")), "{eps}");
+    assert!(
+        ep[0].contains("signal") && ep[0].contains(&format!("dev {dev}")),
+        "{eps}"
+    );
 }
 
 fn main_defaults(ns: &Ns) -> Vec<String> {
@@ -121,13 +124,18 @@ fn nic_up_retire_and_idempotence() {
     ns.veth("tg0");
     ns.veth("tg1");
 
-    let rep = ns.run(|| net::nic_up("tg0", "10.10.0.5/24", "10.10.0.1")).unwrap();
+    let rep = ns
+        .run(|| net::nic_up("tg0", "10.10.0.5/24", "10.10.0.1"))
+        .unwrap();
     assert_eq!(rep.nic, "tg0");
     assert_eq!(rep.addresses, vec!["10.10.0.5/24".to_string()]);
     assert_eq!(rep.endpoints.len(), 1);
     let ep0 = rep.endpoints[0];
     assert_up(&ns, "tg0", "10.10.0.5", "10.10.0.1");
-    assert_eq!(main_defaults(&ns), vec!["default via 10.10.0.1 dev tg0 proto static "]);
+    assert_eq!(
+        main_defaults(&ns),
+        vec!["default via 10.10.0.1 dev tg0 proto static "]
+    );
     // Netlink's own view agrees with `ip`.
     let eps = ns.run(|| MptcpPm::open().unwrap().endpoints().unwrap());
     let e = eps.iter().find(|e| e.id == ep0).unwrap();
@@ -135,16 +143,23 @@ fn nic_up_retire_and_idempotence() {
     assert!(e.flags.contains(EndpointFlags::SIGNAL));
     assert_eq!(e.ifindex, Some(ifindex(&ns, "tg0")));
 
-    let rep = ns.run(|| net::nic_up("tg1", "10.20.0.5/24", "10.20.0.1")).unwrap();
+    let rep = ns
+        .run(|| net::nic_up("tg1", "10.20.0.5/24", "10.20.0.1"))
+        .unwrap();
     assert_eq!(rep.addresses, vec!["10.20.0.5/24".to_string()]);
     let ep1 = rep.endpoints[0];
     assert_ne!(ep0, ep1);
     assert_up(&ns, "tg0", "10.10.0.5", "10.10.0.1");
     assert_up(&ns, "tg1", "10.20.0.5", "10.20.0.1");
-    assert_eq!(main_defaults(&ns), vec!["default via 10.20.0.1 dev tg1 proto static "]);
+    assert_eq!(
+        main_defaults(&ns),
+        vec!["default via 10.20.0.1 dev tg1 proto static "]
+    );
 
     // Idempotent: same result, nothing duplicated.
-    let again = ns.run(|| net::nic_up("tg1", "10.20.0.5/24", "10.20.0.1")).unwrap();
+    let again = ns
+        .run(|| net::nic_up("tg1", "10.20.0.5/24", "10.20.0.1"))
+        .unwrap();
     assert_eq!(again.endpoints, vec![ep1]);
     assert_up(&ns, "tg1", "10.20.0.5", "10.20.0.1");
     assert_eq!(main_defaults(&ns).len(), 1);
@@ -166,19 +181,41 @@ fn nic_up_retire_and_idempotence() {
     let link = ns.ip(&["-o", "link", "show", "dev", "tg0"]);
     let flags = link.split(['<', '>']).nth(1).unwrap();
     assert!(!flags.split(',').any(|f| f == "UP"), "{link}");
-    assert_eq!(main_defaults(&ns), vec!["default via 10.20.0.1 dev tg1 proto static "]);
+    assert_eq!(
+        main_defaults(&ns),
+        vec!["default via 10.20.0.1 dev tg1 proto static "]
+    );
     let rep = ns.run(|| net::nic_retire("tg0")).unwrap();
     assert!(rep.endpoints.is_empty() && rep.addresses.is_empty());
 
     // Back up again after retirement.
-    ns.run(|| net::nic_up("tg0", "10.10.0.5/24", "10.10.0.1")).unwrap();
+    ns.run(|| net::nic_up("tg0", "10.10.0.5/24", "10.10.0.1"))
+        .unwrap();
     assert_up(&ns, "tg0", "10.10.0.5", "10.10.0.1");
-    assert_eq!(main_defaults(&ns), vec!["default via 10.10.0.1 dev tg0 proto static "]);
+    assert_eq!(
+        main_defaults(&ns),
+        vec!["default via 10.10.0.1 dev tg0 proto static "]
+    );
+
+    for args in [
+        &["-4", "addr", "show"][..],
+        &["-4", "rule", "show"],
+        &["-4", "route", "show", "table", "all"],
+        &["mptcp", "endpoint", "show"],
+    ] {
+        eprintln!("ip {args:?}:\n{}", ns.ip(args));
+    }
 
     // Bad input and unknown NIC are errors, not panics.
-    assert!(ns.run(|| net::nic_up("tg0", "10.10.0.5", "10.10.0.1")).is_err());
+    assert!(
+        ns.run(|| net::nic_up("tg0", "10.10.0.5", "10.10.0.1"))
+            .is_err()
+    );
     assert!(ns.run(|| net::nic_up("tg0", "10.10.0.5/24", "gw")).is_err());
-    assert!(ns.run(|| net::nic_up("nope0", "10.30.0.5/24", "10.30.0.1")).is_err());
+    assert!(
+        ns.run(|| net::nic_up("nope0", "10.30.0.5/24", "10.30.0.1"))
+            .is_err()
+    );
     assert!(ns.run(|| net::nic_retire("nope0")).is_err());
 }
 

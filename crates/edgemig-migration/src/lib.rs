@@ -37,6 +37,7 @@ pub use convergence::{
 pub use options::{Compression, MigrateOptions, OptionsError, PostcopyPolicy, Transport};
 pub use plan::{HostEnv, MigrationPlan, PlannedCompression, plan_migration};
 pub use report::{
-    MigrationReport, NetworkReport, PathBytes, PathThroughput, ProgressEvent, ReportError, ReportStatus,
+    MigrationReport, NetworkReport, PathBytes, PathThroughput, ProgressEvent, ReportError,
+    ReportStatus,
 };
 pub use state::{MigrationEvent, MigrationState, Phase, TransitionError};

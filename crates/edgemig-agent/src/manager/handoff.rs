@@ -40,9 +40,18 @@ fn ms(since: Instant) -> u64 {
 impl Manager {
     /// The address other sites' agents reach site `site` at.
     pub(crate) fn peer_ip(&self, site: &str) -> Result<Ipv4Addr, ManagerError> {
-        match self.config.peers.iter().find(|p| p.site == site).map(|p| p.address.ip()) {
+        match self
+            .config
+            .peers
+            .iter()
+            .find(|p| p.site == site)
+            .map(|p| p.address.ip())
+        {
             Some(std::net::IpAddr::V4(ip)) => Ok(ip),
-            _ => Err(ManagerError::Missing(format!("Site {site:?} is not a known peer of {}", self.config.site))),
+            _ => Err(ManagerError::Missing(format!(
+                "Site {site:?} is not a known peer of {}",
+                self.config.site
+            ))),
         }
     }
 
@@ -64,7 +73,11 @@ impl Manager {
 
     /// Source side: bridges this site's VM network to `remote` for VM
     /// tunnel `vni`, so the VM's old address stays reachable.
-    pub(crate) async fn open_source_tunnel(&self, vni: u32, remote: Ipv4Addr) -> Result<(), ManagerError> {
+    pub(crate) async fn open_source_tunnel(
+        &self,
+        vni: u32,
+        remote: Ipv4Addr,
+    ) -> Result<(), ManagerError> {
         let name = source_tunnel_name(vni);
         let bridge = self.config.vm_network.bridge.clone();
         self.netdev
@@ -119,7 +132,13 @@ impl Manager {
             .map_err(|e| crate::http::chain(&e))
     }
 
-    async fn handoff(&self, live: &Live, record: &VmRecord, status: &mut HandoffStatus, started: Instant) -> Result<(), String> {
+    async fn handoff(
+        &self,
+        live: &Live,
+        record: &VmRecord,
+        status: &mut HandoffStatus,
+        started: Instant,
+    ) -> Result<(), String> {
         let active = record.active_nic.min(1);
         let other = 1 - active;
         let net = &self.config.vm_network;
@@ -130,36 +149,53 @@ impl Manager {
         // The old NIC gets its own routing table first, so replies from the
         // old address keep leaving through it once the default moves.
         let old_gw = record.gateway.map(|g| g.to_string()).unwrap_or_default();
-        self.guest_nic(live, GuestRequest::NicUp {
-            nic: format!("eth{active}"),
-            address: status.old_address.clone(),
-            gateway: old_gw,
-        })
+        self.guest_nic(
+            live,
+            GuestRequest::NicUp {
+                nic: format!("eth{active}"),
+                address: status.old_address.clone(),
+                gateway: old_gw,
+            },
+        )
         .await?;
         live.qmp
             .set_link(&qemu::nic_id(other), true)
             .await
             .map_err(|e| format!("cannot turn the handoff NIC on: {e}"))?;
-        self.guest_nic(live, GuestRequest::NicUp {
-            nic: format!("eth{other}"),
-            address: status.new_address.clone(),
-            gateway: net.gateway().to_string(),
-        })
+        self.guest_nic(
+            live,
+            GuestRequest::NicUp {
+                nic: format!("eth{other}"),
+                address: status.new_address.clone(),
+                gateway: net.gateway().to_string(),
+            },
+        )
         .await?;
         status.state = "announced".into();
         status.announced_ms = Some(ms(started));
         self.set_handoff(&record.name, status);
         tracing::info!(vm = %record.name, new = %status.new_address, "new address announced");
 
-        let grace = self.config.handoff_grace_s.map_or(DEFAULT_GRACE, Duration::from_secs);
+        let grace = self
+            .config
+            .handoff_grace_s
+            .map_or(DEFAULT_GRACE, Duration::from_secs);
         let announced = Instant::now();
         let old_ip = record.address.to_string();
-        let new_ip = record.next_address.map(|a| a.to_string()).unwrap_or_default();
+        let new_ip = record
+            .next_address
+            .map(|a| a.to_string())
+            .unwrap_or_default();
         loop {
             tokio::time::sleep(POLL).await;
             let (old, new) = match self.guest_nic(live, GuestRequest::NetStatus).await {
                 Ok(GuestReply::Net(n)) => {
-                    let count = |ip: &str| n.by_address.iter().find(|(a, _)| a == ip).map_or(0, |(_, c)| *c);
+                    let count = |ip: &str| {
+                        n.by_address
+                            .iter()
+                            .find(|(a, _)| a == ip)
+                            .map_or(0, |(_, c)| *c)
+                    };
                     (count(&old_ip), count(&new_ip))
                 }
                 _ => (0, 0),
@@ -171,7 +207,13 @@ impl Manager {
                 break;
             }
         }
-        self.guest_nic(live, GuestRequest::NicRetire { nic: format!("eth{active}") }).await?;
+        self.guest_nic(
+            live,
+            GuestRequest::NicRetire {
+                nic: format!("eth{active}"),
+            },
+        )
+        .await?;
         let _ = live.qmp.set_link(&qemu::nic_id(active), false).await;
         let (vxlan, bridge) = record.tunnel_names();
         let _ = self.netdev.delete(&vxlan).await;
@@ -188,7 +230,11 @@ impl Manager {
             let _ = self.store.put(&r);
         }
         status.retired_ms = Some(ms(started));
-        status.state = if announced.elapsed() >= grace && status.on_old > 0 { "timeout".into() } else { "done".into() };
+        status.state = if announced.elapsed() >= grace && status.on_old > 0 {
+            "timeout".into()
+        } else {
+            "done".into()
+        };
         tracing::info!(vm = %record.name, moved = status.moved, on_old = status.on_old, "old address retired");
         Ok(())
     }
@@ -200,7 +246,12 @@ impl Manager {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .remove(&record.name)
             .ok_or_else(|| "unknown source site".to_string())?;
-        let peer = self.config.peers.iter().find(|p| p.site == source).ok_or("source is not a peer")?;
+        let peer = self
+            .config
+            .peers
+            .iter()
+            .find(|p| p.site == source)
+            .ok_or("source is not a peer")?;
         let tls = self.peer_tls().ok_or("no TLS files")?;
         let client = PeerClient::new(&tls, peer.address, &source).map_err(|e| e.to_string())?;
         let _: serde_json::Value = client

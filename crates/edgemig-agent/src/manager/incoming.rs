@@ -80,7 +80,10 @@ impl Manager {
             .parse()
             .map_err(|_| ManagerError::Invalid(format!("Invalid VM gateway {:?}", vm.gateway)))?;
         if vm.active_nic > 1 {
-            return Err(ManagerError::Invalid(format!("Invalid active NIC {}", vm.active_nic)));
+            return Err(ManagerError::Invalid(format!(
+                "Invalid active NIC {}",
+                vm.active_nic
+            )));
         }
         let source_ip = self.peer_ip(&req.source_site)?;
         let net = &self.config.vm_network;
@@ -89,9 +92,13 @@ impl Manager {
             .flat_map(|r| [Some(r.address), r.next_address])
             .flatten()
             .collect();
-        let next_address = vm::allocate_address(net.subnet, net.gateway(), &taken).ok_or_else(|| {
-            ManagerError::Conflict(format!("No free address left in {} for VM {:?}", net.subnet, vm.name))
-        })?;
+        let next_address =
+            vm::allocate_address(net.subnet, net.gateway(), &taken).ok_or_else(|| {
+                ManagerError::Conflict(format!(
+                    "No free address left in {} for VM {:?}",
+                    net.subnet, vm.name
+                ))
+            })?;
         let record = VmRecord {
             name: vm.name.clone(),
             id: records.iter().map(|r| r.id).max().map_or(1, |m| m + 1),
@@ -141,7 +148,12 @@ impl Manager {
         source_ip: Ipv4Addr,
     ) -> Result<(IncomingReady, super::Live), ManagerError> {
         let live = self
-            .launch(record, super::LaunchMode::Incoming { tunnel_remote: source_ip })
+            .launch(
+                record,
+                super::LaunchMode::Incoming {
+                    tunnel_remote: source_ip,
+                },
+            )
             .await?;
         let setup = async {
             let qmp = &live.qmp;

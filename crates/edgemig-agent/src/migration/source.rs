@@ -11,10 +11,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use axum::http::Method;
 use edgemig_api::peer::{IncomingReady, IncomingRequest, IncomingStatus, IncomingVm};
 use edgemig_migration::{
-    NetworkReport,
     ConvergenceAction, ConvergenceConfig, ConvergenceMonitor, HostEnv, MigrateOptions,
-    MigrationPlan, MigrationReport, MigrationSample, PathBytes, Phase, PlannedCompression,
-    ProgressEvent, ReportStatus, plan_migration,
+    MigrationPlan, MigrationReport, MigrationSample, NetworkReport, PathBytes, Phase,
+    PlannedCompression, ProgressEvent, ReportStatus, plan_migration,
 };
 use edgemig_pki::PeerClient;
 use edgemig_qmp::{KnownEvent, Qmp};
@@ -362,7 +361,9 @@ impl SourceJob {
         }
         // The old address's network reaches the destination from now on.
         if let std::net::IpAddr::V4(remote) = self.peer_addr.ip() {
-            self.manager.open_source_tunnel(record.vni(), remote).await?;
+            self.manager
+                .open_source_tunnel(record.vni(), remote)
+                .await?;
             done.tunnel = Some(record.vni());
         }
         let resumed: IncomingStatus = self

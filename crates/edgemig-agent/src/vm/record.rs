@@ -56,7 +56,10 @@ impl VmRecord {
 
     /// Names of the tunnel's VXLAN device and bridge at either site.
     pub fn tunnel_names(&self) -> (String, String) {
-        (format!("emvx{:06x}", self.vni()), format!("emtb{:06x}", self.vni()))
+        (
+            format!("emvx{:06x}", self.vni()),
+            format!("emtb{:06x}", self.vni()),
+        )
     }
 
     /// TAP device of NIC `index` (0 or 1).

@@ -115,7 +115,12 @@ pub async fn run(
             GuestReply::MemVerify(v) => {
                 println!("memory verify: {} pages, {} bad", v.pages, v.bad_pages)
             }
-            GuestReply::Nic(n) => println!("{}: addresses [{}], MPTCP endpoints {:?}", n.nic, n.addresses.join(", "), n.endpoints),
+            GuestReply::Nic(n) => println!(
+                "{}: addresses [{}], MPTCP endpoints {:?}",
+                n.nic,
+                n.addresses.join(", "),
+                n.endpoints
+            ),
             GuestReply::Net(n) => {
                 for (addr, count) in &n.by_address {
                     println!("{addr}: {count} established");

@@ -165,7 +165,9 @@ fn print_report(r: &MigrationReport) {
         println!("  path {:<8} {:.1} MiB", p.name, p.bytes as f64 / 1048576.0);
     }
     if let Some(n) = &r.network {
-        let at = |ms: Option<u64>| ms.map_or_else(|| "-".to_string(), |m| format!("{:.1}s", m as f64 / 1000.0));
+        let at = |ms: Option<u64>| {
+            ms.map_or_else(|| "-".to_string(), |m| format!("{:.1}s", m as f64 / 1000.0))
+        };
         println!(
             "  network: {} -> {} ({}), announced at {}, old address retired at {}, {} connections moved, {} still on the old address",
             n.old_address,

@@ -1,0 +1,202 @@
+//! Transparent network handoff: a client keeps its connections while the
+//! VM moves to another site and changes address. MPTCP clients move to the
+//! new address; a plain TCP client keeps working through the tunnel; the
+//! old address and the tunnel are gone afterwards.
+
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use edgemig_testkit::{TestTestbed, kill, wait_until, workspace_target};
+use serde_json::Value;
+
+fn cli_path() -> &'static std::path::Path {
+    std::path::Path::new(env!("CARGO_BIN_EXE_edgemig"))
+}
+
+const TOPOLOGY: &str = r#"
+[[site]]
+name = "site-a"
+vm_subnet = "10.10.0.0/24"
+[[site]]
+name = "site-b"
+vm_subnet = "10.20.0.0/24"
+[[path]]
+between = ["site-a", "site-b"]
+rate = "200mbit"
+delay = "1ms"
+[[path]]
+between = ["site-a", "site-b"]
+rate = "200mbit"
+delay = "1ms"
+[[client]]
+name = "alice"
+links = [ { site = "site-a", rate = "20mbit", delay = "10ms" },
+          { site = "site-b", rate = "100mbit", delay = "1ms" } ]
+"#;
+
+fn site_json(tb: &TestTestbed, site: &str, args: &[&str]) -> Value {
+    let mut all = vec!["--testbed", tb.name.as_str(), "--site", site, "--json"];
+    all.extend_from_slice(args);
+    let out = tb.cli(&all);
+    assert!(
+        out.status.success(),
+        "edgemig {args:?} at {site} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON")
+}
+
+/// A traffic client running in alice's namespace.
+struct Client(Option<Child>);
+
+impl Client {
+    fn start(tb: &TestTestbed, target: &str, mode: &str, tcp: bool, seconds: u32) -> Self {
+        let tool = workspace_target().join("x86_64-unknown-linux-gnu/release/edgemig-guest");
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &tb.netns("alice")]).arg(tool);
+        cmd.args(["client", "--connect", target]);
+        if tcp {
+            cmd.arg("--tcp");
+        }
+        cmd.args([mode, "--duration", &seconds.to_string(), "--json"]);
+        let child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start client");
+        Self(Some(child))
+    }
+
+    /// Waits for the client's end and returns its summary.
+    fn summary(mut self) -> Value {
+        let out: Output = self
+            .0
+            .take()
+            .expect("client")
+            .wait_with_output()
+            .expect("client output");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        serde_json::from_str(text.lines().last().unwrap_or_default()).unwrap_or_else(|_| {
+            panic!(
+                "no summary: {text} {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            kill(c.id(), libc::SIGKILL);
+            let _ = c.wait();
+        }
+    }
+}
+
+fn devices(tb: &TestTestbed, node: &str) -> String {
+    String::from_utf8_lossy(&tb.exec(node, &["ip", "-o", "link"]).stdout).into_owned()
+}
+
+fn migrate(tb: &TestTestbed, from: &str, to: &str) -> Value {
+    let out = tb.cli(&[
+        "--testbed",
+        &tb.name,
+        "--site",
+        from,
+        "--json",
+        "migrate",
+        "mover",
+        "--to",
+        to,
+    ]);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    assert!(
+        out.status.success(),
+        "{report} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    report
+}
+
+#[test]
+fn clients_stay_connected_and_move_to_the_new_address() {
+    let tb = TestTestbed::new(cli_path());
+    tb.up(Some(TOPOLOGY));
+    site_json(
+        &tb,
+        "site-a",
+        &["vm", "create", "mover", "--memory", "128M"],
+    );
+    site_json(&tb, "site-a", &["vm", "start", "mover"]);
+    site_json(&tb, "site-a", &["vm", "guest", "mover", "hello"]);
+    let old = "10.10.0.2:7000";
+    wait_until(
+        "the guest's service from alice",
+        Duration::from_secs(30),
+        || {
+            let c = Client::start(&tb, old, "echo", false, 1);
+            (c.summary()["errors"] == 0).then_some(())
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+
+    let echo = Client::start(&tb, old, "echo", false, 25);
+    let bulk = Client::start(&tb, old, "bulk", false, 25);
+    let plain = Client::start(&tb, old, "echo", true, 12);
+    std::thread::sleep(Duration::from_secs(2));
+    let report = migrate(&tb, "site-a", "site-b");
+    assert_eq!(report["status"], "completed", "{report}");
+    let net = &report["network"];
+    assert_eq!(net["handoff"], "done", "{report}");
+    assert!(
+        net["new_address"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("10.20.0.")),
+        "{report}"
+    );
+    assert!(
+        net["moved"].as_u64() >= Some(2),
+        "MPTCP connections must move: {report}"
+    );
+
+    let plain = plain.summary();
+    assert_eq!(
+        plain["errors"], 0,
+        "the plain TCP client must survive through the tunnel: {plain}"
+    );
+    assert_eq!(plain["proto"], "tcp");
+    let echo = echo.summary();
+    assert_eq!(echo["errors"], 0, "{echo}");
+    assert_eq!(echo["proto"], "mptcp");
+    let bulk = bulk.summary();
+    assert_eq!(bulk["errors"], 0, "{bulk}");
+
+    // The old address and the tunnel are gone at both sites.
+    let status = site_json(&tb, "site-b", &["vm", "show", "mover"]);
+    assert_eq!(status["state"], "running");
+    assert!(
+        !devices(&tb, "site-a").contains("emvx"),
+        "{}",
+        devices(&tb, "site-a")
+    );
+    assert!(
+        !devices(&tb, "site-b").contains("emtb"),
+        "{}",
+        devices(&tb, "site-b")
+    );
+
+    // New connections go straight to the new address; and the VM moves back.
+    let new_addr = net["new_address"]
+        .as_str()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let direct = Client::start(&tb, &format!("{new_addr}:7000"), "echo", false, 1).summary();
+    assert_eq!(direct["errors"], 0, "{direct}");
+    let back = migrate(&tb, "site-b", "site-a");
+    assert_eq!(back["status"], "completed", "{back}");
+    assert_eq!(back["network"]["handoff"], "done", "{back}");
+}
