@@ -4,7 +4,7 @@
 test:            ## everything installs, then all tests (root; boots QEMU guests)
 	bash scripts/test.sh
 
-demo:            ## the main job: boot a VM with edgemigd, run and verify workloads
+demo:            ## the main job: edgemig demo (testbed, migration over both paths, address handoff)
 	bash scripts/demo.sh
 
 build:

@@ -3,9 +3,11 @@
 //! ratios together with the conditions.
 
 pub mod cpu;
+pub mod demo;
 pub mod links;
 pub mod migrate;
 pub mod tools;
 
+pub use demo::{DemoOptions, DemoSummary, run_demo};
 pub use links::{LinksOptions, LinksReport, LinksRun, run_links};
 pub use migrate::{MigrateBenchOptions, MigrateBenchReport, Scenario, run_migrate_bench};

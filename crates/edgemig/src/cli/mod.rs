@@ -1,6 +1,7 @@
 //! Command-line structure of `edgemig` and dispatch to the subcommands.
 
 mod bench;
+mod demo;
 mod guest;
 mod image;
 mod migrate;
@@ -44,6 +45,8 @@ pub enum Command {
     /// Build the guest image.
     #[command(subcommand)]
     Image(image::ImageCommand),
+    /// The paper's story with real parts: alice's VM follows her to the near site.
+    Demo(demo::DemoArgs),
     /// Live-migrate a VM to another site (`migrate cancel VM` stops one).
     Migrate(migrate::MigrateArgs),
     /// Running and recent migrations driven from this site.
@@ -80,6 +83,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(cmd) => bench::run(cmd, cli.json).await,
         Command::Migrate(args) => migrate::run(&client, args, cli.json).await,
         Command::Migrations => migrate::list(&client, cli.json).await,
+        Command::Demo(args) => demo::run(args, cli.json).await,
         Command::Site => {
             let site = client.site().await?;
             if cli.json {
