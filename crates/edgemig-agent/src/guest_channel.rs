@@ -148,6 +148,15 @@ fn handle_line(inner: &Inner, line: &str) {
             event: GuestEvent::Ready(info),
         }) => {
             tracing::info!(version = %info.version, boot_ms = info.boot_ms, "guest agent ready");
+            // A Ready on an open channel means the agent (re)started: the
+            // requests it had will never be answered.
+            let dropped = std::mem::take(&mut *lock_pending(inner));
+            if !dropped.is_empty() {
+                tracing::warn!(
+                    pending = dropped.len(),
+                    "guest agent restarted; failing its pending requests"
+                );
+            }
             inner.ready.send_replace(Some(info));
         }
         Ok(GuestMessage::Response { id, outcome }) => {

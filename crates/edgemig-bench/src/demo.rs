@@ -251,7 +251,7 @@ async fn story(
     a.guest(
         vm,
         &GuestRequest::MemFill {
-            mib: u32::try_from(opts.memory_mib / 2).unwrap_or(64),
+            mib: u32::try_from(opts.memory_mib / 4).unwrap_or(32),
         },
     )
     .await?;

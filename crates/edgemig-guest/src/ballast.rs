@@ -51,6 +51,12 @@ impl Ballast {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         *held = Vec::new();
+        // Leave room for the rest of the guest: an OOM kill of the agent
+        // would lose the request.
+        let wanted = u64::from(mib) << 20;
+        if crate::memwriter::mem_available().is_some_and(|avail| wanted + (16 << 20) > avail) {
+            return Err(BallastError::TooLarge(mib));
+        }
         let bytes = usize::try_from(mib)
             .unwrap_or(usize::MAX)
             .saturating_mul(1 << 20);

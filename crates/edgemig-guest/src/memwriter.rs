@@ -95,7 +95,7 @@ fn zeroed(len: usize, mib: u32) -> Result<Vec<u64>, MemError> {
 }
 
 /// MemAvailable from `/proc/meminfo` in bytes, if readable.
-fn mem_available() -> Option<u64> {
+pub(crate) fn mem_available() -> Option<u64> {
     let text = std::fs::read_to_string("/proc/meminfo").ok()?;
     let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;

@@ -22,7 +22,7 @@ pub struct DemoArgs {
     /// Seconds per throughput measurement.
     #[arg(long, default_value_t = 4.0)]
     pub seconds: f64,
-    /// The VM's RAM in MiB (half of it holds data).
+    /// The VM's RAM in MiB (a quarter of it holds data).
     #[arg(long, default_value_t = 256)]
     pub memory_mib: u64,
 }
