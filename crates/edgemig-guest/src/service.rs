@@ -111,6 +111,16 @@ fn echo(stream: &mut TcpStream) -> Result<(), ServiceError> {
 }
 
 fn bulk(stream: &mut TcpStream) -> Result<(), ServiceError> {
+    // The client closes its end once it measured enough. A writer blocked
+    // on a full buffer would not notice (and, over MPTCP, the connection
+    // would linger for a minute): watch for the close and end the stream.
+    if let Ok(mut watch) = stream.try_clone() {
+        std::thread::spawn(move || {
+            let mut b = [0u8; 64];
+            while matches!(watch.read(&mut b), Ok(n) if n > 0) {}
+            let _ = watch.shutdown(std::net::Shutdown::Both);
+        });
+    }
     let buf = vec![0u8; BUF];
     loop {
         match stream.write(&buf) {
@@ -120,7 +130,9 @@ fn bulk(stream: &mut TcpStream) -> Result<(), ServiceError> {
             Err(e)
                 if matches!(
                     e.kind(),
-                    io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+                    io::ErrorKind::BrokenPipe
+                        | io::ErrorKind::ConnectionReset
+                        | io::ErrorKind::NotConnected
                 ) =>
             {
                 return Ok(());

@@ -160,6 +160,20 @@ fn clients_stay_connected_and_move_to_the_new_address() {
         "MPTCP connections must move: {report}"
     );
 
+    // The clients still run: their subflows are on the new address only.
+    let conns = site_json(&tb, "site-b", &["vm", "guest", "mover", "net-status"]);
+    let by_addr = conns["by_address"].as_array().expect("by_address");
+    assert!(
+        !by_addr.iter().any(|e| e[0] == "10.10.0.2"),
+        "a subflow still uses the old address: {conns}"
+    );
+    assert!(
+        by_addr
+            .iter()
+            .any(|e| e[0].as_str().is_some_and(|a| a.starts_with("10.20.0."))),
+        "{conns}"
+    );
+
     let plain = plain.summary();
     assert_eq!(
         plain["errors"], 0,
