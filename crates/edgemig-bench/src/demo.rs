@@ -289,11 +289,17 @@ async fn story(
             "alice: {mbit_before:.1} Mbit/s, RTT {rtt_before:.1} ms to her VM at site-a; migrating to site-b over both paths"
         ),
     );
+    // No compression, so the single-TCP estimate (bytes sent / one path's
+    // rate) compares like with like.
+    let options = MigrateOptions {
+        compression: edgemig_migration::Compression::None,
+        ..MigrateOptions::default()
+    };
     a.migrate(
         vm,
         &MigrateRequest {
             to: "site-b".into(),
-            options: MigrateOptions::default(),
+            options,
         },
     )
     .await?;
