@@ -32,8 +32,19 @@ pub struct Netdev {
     handle: Handle,
 }
 
-fn is_exists(err: &rtnetlink::Error) -> bool {
-    matches!(err, rtnetlink::Error::NetlinkError(m) if m.raw_code() == -libc::EEXIST)
+/// Treats "already exists" as success; `what` names the request otherwise.
+fn allow_exists(
+    result: Result<(), rtnetlink::Error>,
+    what: impl FnOnce() -> String,
+) -> Result<(), NetdevError> {
+    match result {
+        Err(rtnetlink::Error::NetlinkError(m)) if m.raw_code() == -libc::EEXIST => Ok(()),
+        Err(source) => Err(NetdevError::Request {
+            what: what(),
+            source,
+        }),
+        Ok(()) => Ok(()),
+    }
 }
 
 impl Netdev {
@@ -87,40 +98,32 @@ impl Netdev {
         gateway: Ipv4Addr,
         prefix_len: u8,
     ) -> Result<u32, NetdevError> {
-        if self.index_of(name).await?.is_none() {
-            let add = self
-                .handle
-                .link()
-                .add(LinkBridge::new(name).up().build())
-                .execute()
-                .await;
-            if let Err(source) = add
-                && !is_exists(&source)
-            {
-                return Err(NetdevError::Request {
-                    what: format!("create bridge {name}"),
-                    source,
-                });
-            }
-        }
-        let index = self
-            .index_of(name)
-            .await?
-            .ok_or_else(|| NetdevError::NotFound(name.to_string()))?;
-        let addr = self
+        let index = self.create_bridge(name).await?;
+        let added = self
             .handle
             .address()
             .add(index, IpAddr::V4(gateway), prefix_len)
             .execute()
             .await;
-        if let Err(source) = addr
-            && !is_exists(&source)
-        {
-            return Err(NetdevError::Request {
-                what: format!("add {gateway}/{prefix_len} to {name}"),
-                source,
-            });
+        allow_exists(added, || format!("add {gateway}/{prefix_len} to {name}"))?;
+        Ok(index)
+    }
+
+    /// Creates bridge `name` unless it exists, brings it up, returns its index.
+    async fn create_bridge(&self, name: &str) -> Result<u32, NetdevError> {
+        if self.index_of(name).await?.is_none() {
+            let added = self
+                .handle
+                .link()
+                .add(LinkBridge::new(name).up().build())
+                .execute()
+                .await;
+            allow_exists(added, || format!("create bridge {name}"))?;
         }
+        let index = self
+            .index_of(name)
+            .await?
+            .ok_or_else(|| NetdevError::NotFound(name.to_string()))?;
         self.set_up(index, name).await?;
         Ok(index)
     }
@@ -148,57 +151,19 @@ impl Netdev {
         remote: Ipv4Addr,
     ) -> Result<u32, NetdevError> {
         if self.index_of(name).await?.is_none() {
-            let add = self
-                .handle
-                .link()
-                .add(
-                    LinkVxlan::new(name, vni)
-                        .remote(remote)
-                        .port(4789)
-                        .up()
-                        .build(),
-                )
-                .execute()
-                .await;
-            if let Err(source) = add
-                && !is_exists(&source)
-            {
-                return Err(NetdevError::Request {
-                    what: format!("create VXLAN {name} (vni {vni}) to {remote}"),
-                    source,
-                });
-            }
+            let vxlan = LinkVxlan::new(name, vni)
+                .remote(remote)
+                .port(4789)
+                .up()
+                .build();
+            let added = self.handle.link().add(vxlan).execute().await;
+            allow_exists(added, || {
+                format!("create VXLAN {name} (vni {vni}) to {remote}")
+            })?;
         }
-        let bridge_index = match self.index_of(bridge).await? {
-            Some(i) => i,
-            None => {
-                let add = self
-                    .handle
-                    .link()
-                    .add(LinkBridge::new(bridge).up().build())
-                    .execute()
-                    .await;
-                if let Err(source) = add
-                    && !is_exists(&source)
-                {
-                    return Err(NetdevError::Request {
-                        what: format!("create bridge {bridge}"),
-                        source,
-                    });
-                }
-                self.index_of(bridge)
-                    .await?
-                    .ok_or_else(|| NetdevError::NotFound(bridge.to_string()))?
-            }
-        };
-        self.set_up(bridge_index, bridge).await?;
+        let bridge_index = self.create_bridge(bridge).await?;
         self.attach(name, Some(bridge_index)).await?;
         Ok(bridge_index)
-    }
-
-    /// Index of bridge `name` (None when it does not exist).
-    pub async fn bridge_index(&self, name: &str) -> Result<Option<u32>, NetdevError> {
-        self.index_of(name).await
     }
 
     /// Deletes device `name` if it exists.

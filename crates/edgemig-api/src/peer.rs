@@ -48,6 +48,14 @@ pub struct IncomingRequest {
     pub capabilities: Vec<(String, bool)>,
     /// Migration parameters to set (QEMU names), same as the source.
     pub parameters: serde_json::Value,
+    /// Run the network handoff once the VM runs (else it stays behind the
+    /// tunnel).
+    #[serde(default = "yes")]
+    pub handoff: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Answer to [`IncomingRequest`]: where to send memory and disk.

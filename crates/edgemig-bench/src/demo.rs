@@ -3,10 +3,7 @@
 //! and farther), the VM follows her to site-b over both inter-site paths,
 //! hands its address over, and her connection survives and gets faster.
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use edgemig_api::{ApiClient, MigrateRequest, VmCreate};
@@ -15,9 +12,10 @@ use edgemig_migration::{MigrateOptions, MigrationReport, ReportStatus};
 use edgemig_testbed::units::parse_rate;
 use edgemig_testbed::{TestbedConfig, UpOptions};
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::links::Cleanup;
+use crate::session::Session;
 use crate::tools::{ToolError, TrafficTool};
 
 /// Errors of the demo.
@@ -100,88 +98,6 @@ pub struct DemoSummary {
     pub mbit_after: f64,
     /// The full migration report.
     pub report: MigrationReport,
-}
-
-/// Alice's long-lived echo session, its per-second lines collected.
-struct Session {
-    started: Instant,
-    child: Child,
-    lines: Arc<Mutex<Vec<(Instant, Value)>>>,
-}
-
-impl Session {
-    fn start(tool: &TrafficTool, netns: &str, target: &str) -> Result<Self, DemoError> {
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", netns])
-            .arg(&tool.binary)
-            .args([
-                "client",
-                "--connect",
-                target,
-                "echo",
-                "--duration",
-                "600",
-                "--interval-ms",
-                "100",
-                "--json",
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(DemoError::Spawn)?;
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        if let Some(out) = child.stdout.take() {
-            let sink = lines.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(out).lines().map_while(Result::ok) {
-                    if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                        sink.lock()
-                            .unwrap_or_else(std::sync::PoisonError::into_inner)
-                            .push((Instant::now(), v));
-                    }
-                }
-            });
-        }
-        Ok(Self {
-            started: Instant::now(),
-            child,
-            lines,
-        })
-    }
-
-    fn snapshot(&self) -> Vec<(Instant, Value)> {
-        self.lines
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
-    }
-
-    /// Median RTT of the lines in `[from, to)`.
-    fn rtt_between(&self, from: Instant, to: Instant) -> f64 {
-        let mut rtts: Vec<f64> = self
-            .snapshot()
-            .iter()
-            .filter(|(t, _)| *t >= from && *t < to)
-            .filter_map(|(_, v)| v["rtt_ms"].as_f64())
-            .collect();
-        rtts.sort_by(f64::total_cmp);
-        rtts.get(rtts.len() / 2).copied().unwrap_or(f64::NAN)
-    }
-
-    fn errors(&self) -> u64 {
-        self.snapshot()
-            .iter()
-            .filter_map(|(_, v)| v["errors"].as_u64())
-            .max()
-            .unwrap_or(0)
-    }
-}
-
-impl Drop for Session {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn say(live: bool, text: &str) {
@@ -277,7 +193,7 @@ async fn story(
     if let Some(l) = link {
         edgemig_testbed::control::request(&l.control, &json!({"rate": "10mbit", "delay": "40ms"}))?;
     }
-    let session = Session::start(&tool, &alice, &old_target)?;
+    let session = Session::start(&tool, &alice, &old_target).map_err(DemoError::Spawn)?;
     let before = tool.client(&alice, &old_target, "bulk", opts.seconds, false)?;
     let mbit_before = before["mbit"].as_f64().unwrap_or(0.0);
     tokio::time::sleep(Duration::from_secs(2)).await;

@@ -4,10 +4,13 @@
 
 pub mod cpu;
 pub mod demo;
+pub mod handoff;
 pub mod links;
 pub mod migrate;
+pub mod session;
 pub mod tools;
 
 pub use demo::{DemoOptions, DemoSummary, run_demo};
+pub use handoff::{HandoffOptions, HandoffReport, run_handoff_bench};
 pub use links::{LinksOptions, LinksReport, LinksRun, run_links};
 pub use migrate::{MigrateBenchOptions, MigrateBenchReport, Scenario, run_migrate_bench};

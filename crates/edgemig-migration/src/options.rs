@@ -210,6 +210,10 @@ pub struct MigrateOptions {
     /// Whether postcopy may be the last resort for a non-converging guest;
     /// `"never"` (default) or `"fallback"`.
     pub postcopy: PostcopyPolicy,
+    /// Move the VM's address to the destination's network after the
+    /// migration (default true); false keeps it behind the tunnel (the
+    /// baseline of `edgemig bench handoff`).
+    pub handoff: bool,
 }
 
 impl Default for MigrateOptions {
@@ -221,6 +225,7 @@ impl Default for MigrateOptions {
             bandwidth_limit_bps: None,
             insecure: false,
             postcopy: PostcopyPolicy::default(),
+            handoff: true,
         }
     }
 }

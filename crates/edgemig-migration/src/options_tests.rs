@@ -61,13 +61,15 @@ fn json_round_trip_and_shape() {
         bandwidth_limit_bps: Some(50_000_000),
         insecure: true,
         postcopy: PostcopyPolicy::Fallback,
+        handoff: false,
     };
     let v = serde_json::to_value(&o).unwrap();
     assert_eq!(
         v,
         serde_json::json!({
             "transport": "tcp", "compression": "zstd:3", "max_downtime_ms": 500,
-            "bandwidth_limit_bps": 50_000_000u64, "insecure": true, "postcopy": "fallback"
+            "bandwidth_limit_bps": 50_000_000u64, "insecure": true, "postcopy": "fallback",
+            "handoff": false
         })
     );
     let back: MigrateOptions = serde_json::from_value(v).unwrap();

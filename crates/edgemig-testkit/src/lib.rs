@@ -6,12 +6,14 @@ mod agent;
 mod netns;
 mod paths;
 mod testbed;
+mod topology;
 mod wait;
 
 pub use agent::TestAgent;
 pub use netns::{NetNs, exists as netns_exists};
 pub use paths::{guest_image_dir, workspace_target};
 pub use testbed::TestTestbed;
+pub use topology::two_sites;
 pub use wait::wait_until;
 
 use std::sync::atomic::{AtomicU32, Ordering};

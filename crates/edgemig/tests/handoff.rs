@@ -6,33 +6,12 @@
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use edgemig_testkit::{TestTestbed, kill, wait_until, workspace_target};
+use edgemig_testkit::{TestTestbed, kill, two_sites, wait_until, workspace_target};
 use serde_json::Value;
 
 fn cli_path() -> &'static std::path::Path {
     std::path::Path::new(env!("CARGO_BIN_EXE_edgemig"))
 }
-
-const TOPOLOGY: &str = r#"
-[[site]]
-name = "site-a"
-vm_subnet = "10.10.0.0/24"
-[[site]]
-name = "site-b"
-vm_subnet = "10.20.0.0/24"
-[[path]]
-between = ["site-a", "site-b"]
-rate = "200mbit"
-delay = "1ms"
-[[path]]
-between = ["site-a", "site-b"]
-rate = "200mbit"
-delay = "1ms"
-[[client]]
-name = "alice"
-links = [ { site = "site-a", rate = "20mbit", delay = "10ms" },
-          { site = "site-b", rate = "100mbit", delay = "1ms" } ]
-"#;
 
 fn site_json(tb: &TestTestbed, site: &str, args: &[&str]) -> Value {
     let mut all = vec!["--testbed", tb.name.as_str(), "--site", site, "--json"];
@@ -122,7 +101,7 @@ fn migrate(tb: &TestTestbed, from: &str, to: &str) -> Value {
 #[test]
 fn clients_stay_connected_and_move_to_the_new_address() {
     let tb = TestTestbed::new(cli_path());
-    tb.up(Some(TOPOLOGY));
+    tb.up(Some(&two_sites("200mbit", "1ms", None, true)));
     site_json(
         &tb,
         "site-a",

@@ -7,46 +7,20 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 use edgemig::exit;
-use edgemig_testkit::{TestTestbed, alive, kill, wait_until};
+use edgemig_testkit::{TestTestbed, alive, kill, two_sites, wait_until};
 use serde_json::Value;
 
 fn cli_path() -> &'static std::path::Path {
     std::path::Path::new(env!("CARGO_BIN_EXE_edgemig"))
 }
 
-const FAST: &str = r#"
-[[site]]
-name = "site-a"
-vm_subnet = "10.10.0.0/24"
-[[site]]
-name = "site-b"
-vm_subnet = "10.20.0.0/24"
-[[path]]
-between = ["site-a", "site-b"]
-rate = "200mbit"
-delay = "1ms"
-[[path]]
-between = ["site-a", "site-b"]
-rate = "200mbit"
-delay = "1ms"
-"#;
+fn fast() -> String {
+    two_sites("200mbit", "1ms", None, false)
+}
 
-const SLOW: &str = r#"
-[[site]]
-name = "site-a"
-vm_subnet = "10.10.0.0/24"
-[[site]]
-name = "site-b"
-vm_subnet = "10.20.0.0/24"
-[[path]]
-between = ["site-a", "site-b"]
-rate = "20mbit"
-delay = "5ms"
-[[path]]
-between = ["site-a", "site-b"]
-rate = "20mbit"
-delay = "5ms"
-"#;
+fn slow() -> String {
+    two_sites("20mbit", "5ms", None, false)
+}
 
 fn site_cli(tb: &TestTestbed, site: &str, args: &[&str]) -> Output {
     let mut all = vec!["--testbed", tb.name.as_str(), "--site", site];
@@ -146,7 +120,7 @@ fn migrate(tb: &TestTestbed, from: &str, vm: &str, extra: &[&str]) -> (Output, V
 #[test]
 fn migration_round_trip_keeps_memory_and_disk() {
     let tb = TestTestbed::new(cli_path());
-    tb.up(Some(FAST));
+    tb.up(Some(&fast()));
     vm_with_workload(&tb, "site-a", "roamer");
 
     let (out, report) = migrate(&tb, "site-a", "roamer", &["--to", "site-b"]);
@@ -277,7 +251,7 @@ fn finish(m: Migration) -> (bool, Value) {
 #[test]
 fn destination_dying_mid_migration_leaves_the_source_running_and_intact() {
     let tb = TestTestbed::new(cli_path());
-    tb.up(Some(SLOW));
+    tb.up(Some(&slow()));
     vm_with_workload(&tb, "site-a", "sturdy");
     let m = start_migration(&tb, "site-a", "sturdy", "site-b");
     wait_phase(&tb, "site-a", "sturdy", "memory");
@@ -310,7 +284,7 @@ fn destination_dying_mid_migration_leaves_the_source_running_and_intact() {
 #[test]
 fn cancel_stops_a_migration_and_a_path_going_down_does_not() {
     let tb = TestTestbed::new(cli_path());
-    tb.up(Some(SLOW));
+    tb.up(Some(&slow()));
     vm_with_workload(&tb, "site-a", "wanderer");
 
     let m = start_migration(&tb, "site-a", "wanderer", "site-b");
@@ -344,7 +318,7 @@ fn cancel_stops_a_migration_and_a_path_going_down_does_not() {
 #[test]
 fn bad_migrations_are_refused_and_unauthenticated_peers_change_nothing() {
     let tb = TestTestbed::new(cli_path());
-    tb.up(Some(FAST));
+    tb.up(Some(&fast()));
     site_json(&tb, "site-a", &["vm", "create", "idle", "--memory", "64M"]);
     let code = |out: &Output| out.status.code().unwrap_or(-1);
     let out = site_cli(&tb, "site-a", &["migrate", "idle", "--to", "site-b"]);

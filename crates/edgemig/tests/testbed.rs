@@ -4,7 +4,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use edgemig_testkit::{TestTestbed, alive, kill, wait_until, workspace_target};
+use edgemig_testkit::{TestTestbed, alive, kill, two_sites, wait_until, workspace_target};
 use serde_json::Value;
 
 fn cli_path() -> &'static std::path::Path {
@@ -41,25 +41,9 @@ fn ping_avg_ms(tb: &TestTestbed, node: &str, addr: &str) -> Option<f64> {
     avg.trim().parse().ok()
 }
 
-const SMALL: &str = r#"
-[[site]]
-name = "site-a"
-vm_subnet = "10.10.0.0/24"
-
-[[site]]
-name = "site-b"
-vm_subnet = "10.20.0.0/24"
-
-[[path]]
-between = ["site-a", "site-b"]
-rate = "100mbit"
-delay = "15ms"
-
-[[path]]
-between = ["site-a", "site-b"]
-rate = "100mbit"
-delay = "2ms"
-"#;
+fn small() -> String {
+    two_sites("100mbit", "15ms", Some("2ms"), false)
+}
 
 #[test]
 fn default_testbed_comes_up_and_down_leaving_nothing() {
@@ -119,7 +103,7 @@ fn default_testbed_comes_up_and_down_leaving_nothing() {
 #[test]
 fn path_delay_shows_in_rtt_and_link_down_stops_traffic() {
     let tb = TestTestbed::new(cli_path());
-    tb.up(Some(SMALL));
+    tb.up(Some(&small()));
     let rtt1 = ping_avg_ms(&tb, "site-a", "172.31.1.2").expect("ping over path1");
     let rtt2 = ping_avg_ms(&tb, "site-a", "172.31.2.2").expect("ping over path2");
     assert!(rtt1 >= 30.0, "path1 RTT {rtt1} ms below 2 x 15 ms");
@@ -168,7 +152,7 @@ impl Drop for Server {
 #[test]
 fn mptcp_between_sites_uses_both_paths() {
     let tb = TestTestbed::new(cli_path());
-    tb.up(Some(SMALL));
+    tb.up(Some(&small()));
     let server = Server(
         Command::new("ip")
             .args(["netns", "exec", &tb.netns("site-b")])

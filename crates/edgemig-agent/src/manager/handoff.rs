@@ -103,6 +103,11 @@ impl Manager {
         let Some(next) = record.next_address else {
             return;
         };
+        let skip = self
+            .skip_handoff
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(name);
         let net = &self.config.vm_network;
         let status = HandoffStatus {
             state: "pending".into(),
@@ -110,6 +115,18 @@ impl Manager {
             new_address: format!("{next}/{}", net.subnet.prefix_len()),
             ..HandoffStatus::default()
         };
+        if skip {
+            let kept = HandoffStatus {
+                state: "disabled".into(),
+                ..status
+            };
+            self.set_handoff(name, &kept);
+            tracing::info!(
+                vm = name,
+                "handoff disabled: the old address stays behind the tunnel"
+            );
+            return;
+        }
         self.set_handoff(name, &status);
         let manager = self.clone();
         let live = live.clone();

@@ -129,6 +129,12 @@ impl Manager {
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
                     .insert(record.name.clone(), req.source_site.clone());
+                if !req.handoff {
+                    self.skip_handoff
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .insert(record.name.clone());
+                }
                 self.watch_incoming(record.name.clone(), record.pid.unwrap_or_default());
                 tracing::info!(vm = %record.name, from = %req.source_site, memory_port = ready.memory_port, "incoming VM prepared");
                 Ok(ready)

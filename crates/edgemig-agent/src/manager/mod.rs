@@ -135,6 +135,8 @@ pub struct Manager {
     pub(crate) handoffs: std::sync::Mutex<HashMap<String, edgemig_api::peer::HandoffStatus>>,
     /// Source site of each VM that arrived here, by VM (to close its tunnel).
     pub(crate) tunnel_sources: std::sync::Mutex<HashMap<String, String>>,
+    /// VMs that arrived with the handoff turned off.
+    pub(crate) skip_handoff: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ManagerError {
@@ -179,6 +181,7 @@ impl Manager {
         let manager = Arc::new(Self {
             handoffs: std::sync::Mutex::new(HashMap::new()),
             tunnel_sources: std::sync::Mutex::new(HashMap::new()),
+            skip_handoff: std::sync::Mutex::new(std::collections::HashSet::new()),
             migrations,
             peer_tls,
             config,

@@ -286,6 +286,7 @@ impl SourceJob {
             tls,
             capabilities: plan.capabilities.clone(),
             parameters: plan.parameters.clone(),
+            handoff: self.options.handoff,
         };
         self.check_cancel()?;
         let ready: IncomingReady = self
@@ -401,7 +402,7 @@ impl SourceJob {
                 .await;
             let handoff = status.ok().and_then(|s| s.handoff);
             if let Some(h) = &handoff
-                && !matches!(h.state.as_str(), "pending" | "announced")
+                && !matches!(h.state.as_str(), "pending" | "announced" | "none")
             {
                 return Some(NetworkReport {
                     handoff: h.state.clone(),

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use clap::Subcommand;
 use edgemig_bench::{
-    LinksOptions, LinksReport, LinksRun, MigrateBenchOptions, MigrateBenchReport, Scenario,
-    run_links, run_migrate_bench,
+    HandoffOptions, LinksOptions, LinksReport, LinksRun, MigrateBenchOptions, MigrateBenchReport,
+    Scenario, run_handoff_bench, run_links, run_migrate_bench,
 };
 use edgemig_testbed::TestbedConfig;
 
@@ -31,6 +31,16 @@ pub enum BenchCommand {
         /// The traffic tool [default: <target>/x86_64-unknown-linux-gnu/release/edgemig-guest].
         #[arg(long)]
         tool: Option<PathBuf>,
+    },
+    /// What the network handoff gives a client: RTT and throughput after a
+    /// migration with and without it, against the direct path.
+    Handoff {
+        /// Testbed config [default: the default testbed].
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Seconds per throughput measurement.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
     },
     /// Migration time of edgemig (MPTCP, MPTCP + compression auto) against
     /// plain QEMU over one TCP connection, per scenario, in the same run.
@@ -72,6 +82,54 @@ pub async fn run(cmd: BenchCommand, json: bool) -> anyhow::Result<()> {
             sweep,
             tool,
         } => (config, seconds, sweep, tool),
+        BenchCommand::Handoff { config, seconds } => {
+            let exe_dir = std::env::current_exe()?
+                .parent()
+                .map(PathBuf::from)
+                .unwrap_or_default();
+            let target = target_dir();
+            let opts = HandoffOptions {
+                config: match config {
+                    Some(path) => TestbedConfig::load(&path)?,
+                    None => TestbedConfig::default_config(),
+                },
+                seconds,
+                agent: exe_dir.join("edgemigd"),
+                linkemu: exe_dir.join("edgemig-linkemu"),
+                image_dir: target.join("guest-image"),
+                tool: target.join("x86_64-unknown-linux-gnu/release/edgemig-guest"),
+            };
+            let r = run_handoff_bench(&opts).await?;
+            if json {
+                return output::json(&r);
+            }
+            println!(
+                "client session survived: {} ({} errors), longest stall {} ms",
+                r.survived, r.errors, r.max_stall_ms
+            );
+            println!("{:<22} {:>10} {:>10}", "", "RTT ms", "Mbit/s");
+            println!(
+                "{:<22} {:>10.1} {:>10.1}",
+                "before (far site)", r.rtt_before_ms, r.mbit_before
+            );
+            println!(
+                "{:<22} {:>10.1} {:>10.1}",
+                "10 s after, handoff", r.rtt_after_ms, r.mbit_after
+            );
+            println!(
+                "{:<22} {:>10.1} {:>10.1}",
+                "10 s after, tunnel", r.rtt_no_handoff_ms, r.mbit_no_handoff
+            );
+            println!(
+                "{:<22} {:>10.1} {:>10.1}",
+                "direct path", r.rtt_direct_ms, r.mbit_direct
+            );
+            println!(
+                "handoff vs tunnel: {:.1}x throughput",
+                r.mbit_after / r.mbit_no_handoff.max(f64::MIN_POSITIVE)
+            );
+            return Ok(());
+        }
         BenchCommand::Migrate {
             config,
             scenarios,

@@ -40,6 +40,9 @@ pub struct MigrateArgs {
     /// Send memory and disk without TLS (said in the report).
     #[arg(long)]
     pub insecure: bool,
+    /// Keep the VM's address behind the tunnel (no handoff to the new site).
+    #[arg(long)]
+    pub no_handoff: bool,
 }
 
 /// The migration ended without success.
@@ -58,6 +61,7 @@ fn options(args: &MigrateArgs) -> anyhow::Result<MigrateOptions> {
         compression: args.compression.parse::<Compression>()?,
         max_downtime: parse_duration(&args.max_downtime)?,
         insecure: args.insecure,
+        handoff: !args.no_handoff,
         ..MigrateOptions::default()
     };
     if let Some(limit) = &args.bandwidth_limit {
