@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use edgemig_api::{ApiClient, MigrateRequest, VmCreate};
 use edgemig_guest_proto::GuestRequest;
-use edgemig_migration::{Compression, MigrateOptions, MigrationReport, ReportStatus, Transport};
+use edgemig_migration::{
+    Compression, MigrateOptions, MigrationReport, PostcopyPolicy, ReportStatus, Transport,
+};
 use edgemig_testbed::units::parse_rate;
 use edgemig_testbed::{TestbedConfig, UpOptions};
 use serde::Serialize;
@@ -254,7 +256,22 @@ async fn run_scenario(
     for (label, transport, compression) in systems {
         let from = at;
         let to = 1 - at;
-        let report = migrate_once(&bed, from, to, vm, transport, compression, opts.limit).await?;
+        // A guest dirtying memory flat out converges only with postcopy as
+        // the last resort (auto-converge throttling is not enough under TCG).
+        let postcopy = if scenario == Scenario::Dirty {
+            PostcopyPolicy::Fallback
+        } else {
+            PostcopyPolicy::Never
+        };
+        let report = migrate_once(
+            &bed,
+            from,
+            to,
+            vm,
+            (transport, compression, postcopy),
+            opts.limit,
+        )
+        .await?;
         tracing::info!(scenario = scenario.name(), system = label, status = ?report.status, total_ms = report.total_ms, "benchmark run");
         if report.status == ReportStatus::Completed {
             at = to;
@@ -297,8 +314,7 @@ async fn migrate_once(
     from: usize,
     to: usize,
     vm: &str,
-    transport: Transport,
-    compression: Compression,
+    (transport, compression, postcopy): (Transport, Compression, PostcopyPolicy),
     limit: Duration,
 ) -> Result<MigrationReport, MigrateBenchError> {
     let client = &bed.sites[from];
@@ -307,6 +323,7 @@ async fn migrate_once(
         options: MigrateOptions {
             transport,
             compression,
+            postcopy,
             ..MigrateOptions::default()
         },
     };

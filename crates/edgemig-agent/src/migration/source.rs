@@ -99,6 +99,14 @@ pub struct SourceJob {
     pub(crate) started: Instant,
 }
 
+/// Whether a destination QEMU of version `theirs` (`major.minor.micro`)
+/// takes migrations from a source of major version `ours`. QEMU supports
+/// migration between different versions only with matching machine types,
+/// which edgemig does not pin yet, so it requires the same major version.
+fn compatible_qemu(theirs: &str, ours: u32) -> bool {
+    theirs.split('.').next().and_then(|m| m.parse::<u32>().ok()) == Some(ours)
+}
+
 fn unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -293,6 +301,13 @@ impl SourceJob {
             .peer_call(Method::POST, "/v1/peer/incoming", Some(&request))
             .await?;
         done.dest_prepared = true;
+        let ours = qmp.version();
+        if !compatible_qemu(&ready.qemu_version, ours.major) {
+            return Err(SourceError::Migration(format!(
+                "QEMU {} at {} cannot take a VM from QEMU {ours} here (same major version needed)",
+                ready.qemu_version, self.to
+            )));
+        }
         let host = self.peer_addr.ip().to_string();
 
         if let (Some(port), Some(_)) = (ready.nbd_port, record.disk_mib) {
@@ -537,5 +552,16 @@ impl SourceJob {
                 tracing::warn!(vm = %self.vm, to = %self.to, error = %crate::http::chain(&error), "destination cleanup failed");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn qemu_compatibility_needs_the_same_major() {
+        assert!(super::compatible_qemu("10.0.2", 10));
+        assert!(super::compatible_qemu("10.1.0", 10));
+        assert!(!super::compatible_qemu("9.2.0", 10));
+        assert!(!super::compatible_qemu("garbage", 10));
     }
 }

@@ -40,6 +40,10 @@ pub struct MigrateArgs {
     /// Send memory and disk without TLS (said in the report).
     #[arg(long)]
     pub insecure: bool,
+    /// `never` or `fallback`: switch to postcopy when the guest dirties memory
+    /// faster than the paths carry it (runs without multifd then).
+    #[arg(long, default_value = "never")]
+    pub postcopy: String,
     /// Keep the VM's address behind the tunnel (no handoff to the new site).
     #[arg(long)]
     pub no_handoff: bool,
@@ -62,6 +66,7 @@ fn options(args: &MigrateArgs) -> anyhow::Result<MigrateOptions> {
         max_downtime: parse_duration(&args.max_downtime)?,
         insecure: args.insecure,
         handoff: !args.no_handoff,
+        postcopy: args.postcopy.parse()?,
         ..MigrateOptions::default()
     };
     if let Some(limit) = &args.bandwidth_limit {
