@@ -85,6 +85,8 @@ struct Tally {
     memory_bytes: u64,
     downtime_ms: u64,
     network: Option<NetworkReport>,
+    /// When the migration switched to postcopy, if it did.
+    postcopy_at: Option<Instant>,
 }
 
 /// One migration in progress.
@@ -397,6 +399,11 @@ impl SourceJob {
         let handover_ms = u64::try_from(switched.elapsed().as_millis()).unwrap_or(u64::MAX);
         tracing::info!(vm = %self.vm, qemu_downtime_ms = tally.downtime_ms, handover_ms, "switchover done");
         tally.downtime_ms += handover_ms;
+        if let Some(at) = tally.postcopy_at {
+            // In postcopy the VM stops at the switch to postcopy and runs
+            // again only at the destination's resume.
+            tally.downtime_ms = u64::try_from(at.elapsed().as_millis()).unwrap_or(u64::MAX);
+        }
         self.report_progress(Phase::Network, tally.memory_bytes, 0, 0, 0);
         // The VM runs at the destination: only now does it go away here.
         done.tunnel = None;
@@ -512,6 +519,7 @@ impl SourceJob {
                     .await
                     .map_err(qmp_err("memory"))?;
                 postcopy = true;
+                tally.postcopy_at = Some(Instant::now());
             }
             let _ = events
                 .wait_for(|e| matches!(e.known(), KnownEvent::Migration { .. }), POLL)
