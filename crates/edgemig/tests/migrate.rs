@@ -28,6 +28,16 @@ fn site_cli(tb: &TestTestbed, site: &str, args: &[&str]) -> Output {
     tb.cli(&all)
 }
 
+/// Asserts the CLI exited with `expected`; `what` prefixes the message.
+fn assert_exit(out: &Output, expected: u8, what: &str) {
+    assert_eq!(
+        out.status.code().unwrap_or(-1),
+        i32::from(expected),
+        "{what}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn site_json(tb: &TestTestbed, site: &str, args: &[&str]) -> Value {
     let mut all = vec!["--json"];
     all.extend_from_slice(args);
@@ -320,36 +330,15 @@ fn bad_migrations_are_refused_and_unauthenticated_peers_change_nothing() {
     let tb = TestTestbed::new(cli_path());
     tb.up(Some(&fast()));
     site_json(&tb, "site-a", &["vm", "create", "idle", "--memory", "64M"]);
-    let code = |out: &Output| out.status.code().unwrap_or(-1);
     let out = site_cli(&tb, "site-a", &["migrate", "idle", "--to", "site-b"]);
-    assert_eq!(
-        code(&out),
-        i32::from(exit::CONFLICT),
-        "not running: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, exit::CONFLICT, "not running: ");
     site_json(&tb, "site-a", &["vm", "start", "idle"]);
     let out = site_cli(&tb, "site-a", &["migrate", "idle", "--to", "site-z"]);
-    assert_eq!(
-        code(&out),
-        i32::from(exit::NOT_FOUND),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, exit::NOT_FOUND, "");
     let out = site_cli(&tb, "site-a", &["migrate", "idle", "--to", "site-a"]);
-    assert_eq!(
-        code(&out),
-        i32::from(exit::INVALID),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, exit::INVALID, "");
     let out = site_cli(&tb, "site-a", &["migrate", "ghost", "--to", "site-b"]);
-    assert_eq!(
-        code(&out),
-        i32::from(exit::NOT_FOUND),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, exit::NOT_FOUND, "");
     let out = site_cli(
         &tb,
         "site-a",

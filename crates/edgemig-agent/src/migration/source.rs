@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::http::Method;
-use edgemig_api::peer::{IncomingReady, IncomingRequest, IncomingStatus, IncomingVm};
+use edgemig_api::peer::{
+    HandoffStatus, IncomingReady, IncomingRequest, IncomingStatus, IncomingVm,
+};
 use edgemig_migration::{
     ConvergenceAction, ConvergenceConfig, ConvergenceMonitor, HostEnv, MigrateOptions,
     MigrationPlan, MigrationReport, MigrationSample, NetworkReport, PathBytes, Phase,
@@ -99,6 +101,25 @@ pub struct SourceJob {
     pub(crate) cancel: watch::Receiver<bool>,
     /// When the migration was requested.
     pub(crate) started: Instant,
+}
+
+/// The report's view of the destination's handoff status; times move from
+/// "since the VM resumed" to "since the migration started". An unfinished
+/// handoff says so and has no retirement time.
+fn network_report(h: &HandoffStatus, resumed_at: u64, finished: bool) -> NetworkReport {
+    NetworkReport {
+        handoff: if finished {
+            h.state.clone()
+        } else {
+            format!("unfinished ({})", h.state)
+        },
+        old_address: h.old_address.clone(),
+        new_address: h.new_address.clone(),
+        announced_ms: h.announced_ms.map(|m| m + resumed_at),
+        retired_ms: h.retired_ms.filter(|_| finished).map(|m| m + resumed_at),
+        moved: h.moved,
+        on_old: h.on_old,
+    }
 }
 
 /// Whether a destination QEMU of version `theirs` (`major.minor.micro`)
@@ -426,26 +447,10 @@ impl SourceJob {
             if let Some(h) = &handoff
                 && !matches!(h.state.as_str(), "pending" | "announced" | "none")
             {
-                return Some(NetworkReport {
-                    handoff: h.state.clone(),
-                    old_address: h.old_address.clone(),
-                    new_address: h.new_address.clone(),
-                    announced_ms: h.announced_ms.map(|m| m + resumed_at),
-                    retired_ms: h.retired_ms.map(|m| m + resumed_at),
-                    moved: h.moved,
-                    on_old: h.on_old,
-                });
+                return Some(network_report(h, resumed_at, true));
             }
             if Instant::now() > deadline {
-                return handoff.map(|h| NetworkReport {
-                    handoff: format!("unfinished ({})", h.state),
-                    old_address: h.old_address,
-                    new_address: h.new_address,
-                    announced_ms: h.announced_ms.map(|m| m + resumed_at),
-                    retired_ms: None,
-                    moved: h.moved,
-                    on_old: h.on_old,
-                });
+                return handoff.map(|h| network_report(&h, resumed_at, false));
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
