@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Idempotent machine setup for edgemig on Debian 12 (bookworm), run as root.
 # Installs QEMU >= 10 from bookworm-backports, iproute2, busybox-static, cpio,
-# mptcpd (mptcpize), and extracts the Debian cloud kernel + the guest modules
+# mptcpd (mptcpize), socat, zstd, etcd-server (directory tests), protobuf-compiler
+# (etcd-client build), fonts-dejavu-core (plots), and extracts the Debian cloud kernel + the guest modules
 # into $EDGEMIG_KERNEL_DIR (default: <repo>/target/guest-kernel).
 # Everything comes from the Debian package archive; nothing else is fetched.
 set -euo pipefail
@@ -39,10 +40,13 @@ qemu_ok() {
 
 need=()
 qemu_ok || need+=(qemu-system-x86)
-for bin in ip:iproute2 busybox:busybox-static cpio:cpio mptcpize:mptcpize socat:socat zstd:zstd; do
+for bin in ip:iproute2 busybox:busybox-static cpio:cpio mptcpize:mptcpize socat:socat zstd:zstd \
+           etcd:etcd-server protoc:protobuf-compiler; do
   command -v "${bin%%:*}" >/dev/null || need+=("${bin#*:}")
 done
 [[ -x /bin/busybox ]] || need+=(busybox-static)
+# The plots of `edgemig bench paper` are drawn with this font.
+[[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]] || need+=(fonts-dejavu-core)
 
 if ((${#need[@]})) || [[ ${apt_updated:-yes} == no ]]; then
   log "installing: ${need[*]:-(sources only)}"
