@@ -10,7 +10,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use edgemig_api::peer::{IncomingReady, IncomingRequest, IncomingStatus};
 use edgemig_api::{
-    ApiErrorBody, ErrorCode, MigrateRequest, MigrationView, SiteInfo, VmCreate, VmInfo,
+    ApiErrorBody, ErrorCode, ImageImport, ImageInfo, MigrateRequest, MigrationView, SiteInfo,
+    VmCreate, VmInfo,
 };
 use edgemig_guest_proto::{GuestReply, GuestRequest};
 
@@ -86,6 +87,8 @@ pub fn router(manager: Arc<Manager>) -> Router {
     Router::new()
         .route("/v1/site", get(site))
         .route("/metrics", get(metrics))
+        .route("/v1/images", get(list_images).post(import_image))
+        .route("/v1/images/{image}", axum::routing::delete(remove_image))
         .route("/v1/vms", get(list).post(create))
         .route("/v1/vms/{name}", get(show).delete(delete))
         .route("/v1/vms/{name}/start", post(start))
@@ -101,6 +104,23 @@ pub fn router(manager: Arc<Manager>) -> Router {
 
 async fn site(State(m): Shared) -> ApiResult<SiteInfo> {
     Ok(Json(m.site().await?))
+}
+
+async fn list_images(State(m): Shared) -> ApiResult<Vec<ImageInfo>> {
+    Ok(Json(m.list_images()?))
+}
+
+async fn import_image(
+    State(m): Shared,
+    body: Result<Json<ImageImport>, JsonRejection>,
+) -> Result<(StatusCode, Json<ImageInfo>), ApiError> {
+    let Json(import) = body?;
+    Ok((StatusCode::CREATED, Json(m.import_image(import).await?)))
+}
+
+async fn remove_image(State(m): Shared, Path(image): Path<String>) -> ApiResult<serde_json::Value> {
+    m.remove_image(&image).await?;
+    Ok(Json(serde_json::json!({ "removed": image })))
 }
 
 async fn list(State(m): Shared) -> ApiResult<Vec<VmInfo>> {

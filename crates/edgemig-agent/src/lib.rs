@@ -6,6 +6,7 @@ pub mod config;
 pub mod guest_channel;
 pub mod host;
 pub mod http;
+pub mod images;
 pub mod manager;
 pub mod metrics;
 pub mod migration;

@@ -89,6 +89,7 @@ mod tests {
             memory_mib: 128,
             vcpus: 1,
             disk_mib: Some(64),
+            base_digest: None,
             address: Ipv4Addr::new(10, 0, 0, 2),
             prefix_len: 24,
             gateway: None,

@@ -13,6 +13,7 @@ use serde::de::DeserializeOwned;
 use tokio::net::UnixStream;
 
 use crate::API_PREFIX;
+use crate::images::{ImageImport, ImageInfo};
 use crate::migration::{MigrateRequest, MigrationView};
 use crate::types::{ApiErrorBody, ErrorCode, SiteInfo, VmCreate, VmInfo};
 
@@ -82,6 +83,24 @@ impl ApiClient {
     /// `GET /v1/site`.
     pub async fn site(&self) -> Result<SiteInfo, ClientError> {
         self.call(Method::GET, "/site", None::<&()>).await
+    }
+
+    /// `GET /v1/images`: the site's base-image cache.
+    pub async fn list_images(&self) -> Result<Vec<ImageInfo>, ClientError> {
+        self.call(Method::GET, "/images", None::<&()>).await
+    }
+
+    /// `POST /v1/images`: import a file into the cache (idempotent by digest).
+    pub async fn import_image(&self, import: &ImageImport) -> Result<ImageInfo, ClientError> {
+        self.call(Method::POST, "/images", Some(import)).await
+    }
+
+    /// `DELETE /v1/images/{digest-or-name}`.
+    pub async fn remove_image(&self, image: &str) -> Result<(), ClientError> {
+        let _: serde_json::Value = self
+            .call(Method::DELETE, &format!("/images/{image}"), None::<&()>)
+            .await?;
+        Ok(())
     }
 
     /// `GET /v1/vms`.

@@ -3,11 +3,13 @@
 //! `docs/api/openapi.yaml`; every path starts with [`API_PREFIX`].
 
 pub mod client;
+pub mod images;
 pub mod migration;
 pub mod peer;
 pub mod types;
 
 pub use client::{ApiClient, ClientError};
+pub use images::{ImageImport, ImageInfo};
 pub use migration::{MigrateRequest, MigrationView};
 pub use types::*;
 

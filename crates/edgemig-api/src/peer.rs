@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Version of the peer protocol; a peer speaking another version is refused.
-pub const PEER_PROTOCOL: u32 = 1;
+pub const PEER_PROTOCOL: u32 = 2;
 
 /// Header carrying [`PEER_PROTOCOL`] on every peer request.
 pub const PROTOCOL_HEADER: &str = "x-edgemig-protocol";
@@ -30,6 +30,13 @@ pub struct IncomingVm {
     pub gateway: String,
     /// The NIC carrying the address (0 or 1).
     pub active_nic: u8,
+    /// Digest of the base image under the data disk, if any.
+    pub base_digest: Option<String>,
+    /// Bytes the data disk's own layer takes at the source (what a
+    /// `sync: top` mirror sends at most).
+    pub disk_top_bytes: u64,
+    /// Bytes the base image takes (sent too when the destination lacks it).
+    pub disk_base_bytes: u64,
 }
 
 /// `POST /v1/peer/incoming`.
@@ -67,6 +74,8 @@ pub struct IncomingReady {
     pub nbd_port: Option<u16>,
     /// QEMU version at the destination.
     pub qemu_version: String,
+    /// The destination holds the base image: mirror only the top layer.
+    pub base_present: bool,
 }
 
 /// Progress of the network handoff at the destination.

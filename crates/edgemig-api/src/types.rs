@@ -34,6 +34,10 @@ pub struct VmCreate {
     /// Size of an optional data disk (virtio-blk, qcow2) in MiB.
     #[serde(default)]
     pub disk_mib: Option<u64>,
+    /// Base image (digest, or name in the site's image cache) the data disk
+    /// is an overlay on. Without `disk_mib` the disk takes the base's size.
+    #[serde(default)]
+    pub base_image: Option<String>,
 }
 
 fn default_vcpus() -> u32 {
@@ -95,6 +99,9 @@ pub struct VmInfo {
     pub vcpus: u32,
     /// Data disk size in MiB, if the VM has one.
     pub disk_mib: Option<u64>,
+    /// Digest of the base image under the data disk, if any.
+    #[serde(default)]
+    pub base_image: Option<String>,
     /// QEMU process id while running.
     pub pid: Option<u32>,
     /// The VM's NICs.

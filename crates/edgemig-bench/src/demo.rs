@@ -160,6 +160,7 @@ async fn story(
             memory_mib: opts.memory_mib,
             vcpus: 1,
             disk_mib: None,
+            base_image: None,
         })
         .await?;
     a.start_vm(vm).await?;

@@ -193,6 +193,7 @@ async fn run_once(opts: &HandoffOptions, handoff: bool) -> Result<Run, HandoffBe
             memory_mib: 128,
             vcpus: 1,
             disk_mib: None,
+            base_image: None,
         })
         .await?;
     a.start_vm(vm).await?;

@@ -2,6 +2,7 @@
 //! same run, on a testbed it brings up and removes itself, and reports
 //! ratios together with the conditions.
 
+pub mod base_image;
 pub mod cpu;
 pub mod demo;
 pub mod handoff;
@@ -13,4 +14,6 @@ pub mod tools;
 pub use demo::{DemoOptions, DemoSummary, run_demo};
 pub use handoff::{HandoffOptions, HandoffReport, run_handoff_bench};
 pub use links::{LinksOptions, LinksReport, LinksRun, run_links};
-pub use migrate::{MigrateBenchOptions, MigrateBenchReport, Scenario, run_migrate_bench};
+pub use migrate::{
+    DiskSetup, MigrateBenchOptions, MigrateBenchReport, Scenario, run_migrate_bench,
+};

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use edgemig_api::{ApiClient, MigrateRequest, VmCreate};
+use edgemig_api::{ApiClient, ImageImport, MigrateRequest, VmCreate};
 use edgemig_guest_proto::GuestRequest;
 use edgemig_migration::{
     Compression, MigrateOptions, MigrationReport, PostcopyPolicy, ReportStatus, Transport,
@@ -15,6 +15,7 @@ use edgemig_testbed::units::parse_rate;
 use edgemig_testbed::{TestbedConfig, UpOptions};
 use serde::Serialize;
 
+use crate::base_image::{BaseImageSpec, write_base_image};
 use crate::links::Cleanup;
 
 /// Errors of the benchmark.
@@ -77,8 +78,8 @@ pub struct MigrateBenchOptions {
     pub memory_mib: u64,
     /// Data held in guest memory, MiB.
     pub fill_mib: u32,
-    /// Data disk size and data written to it (MiB), for the disk scenario.
-    pub disk_mib: (u64, u32),
+    /// The data disk of the disk scenario.
+    pub disk: DiskSetup,
     /// Longest time one migration may take before it is cancelled.
     pub limit: Duration,
     /// `edgemigd` binary.
@@ -87,6 +88,33 @@ pub struct MigrateBenchOptions {
     pub linkemu: PathBuf,
     /// Guest image.
     pub image_dir: PathBuf,
+}
+
+/// The data disk of the disk scenario: an overlay of `disk_mib` on a base
+/// image holding `base_mib` of data, with `written_mib` written on top.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DiskSetup {
+    /// Disk size, MiB.
+    pub disk_mib: u64,
+    /// Data the guest writes (from offset 0), MiB.
+    pub written_mib: u32,
+    /// Data in the base image (placed after the written region), MiB; 0
+    /// for a disk without a base image.
+    pub base_mib: u32,
+    /// Whether the destination site holds the base image too (else the
+    /// whole disk travels, `sync: full`).
+    pub base_at_destination: bool,
+}
+
+impl Default for DiskSetup {
+    fn default() -> Self {
+        Self {
+            disk_mib: 2048,
+            written_mib: 512,
+            base_mib: 256,
+            base_at_destination: true,
+        }
+    }
 }
 
 /// One scenario's line (field names are a contract; `null` where a field
@@ -203,13 +231,18 @@ async fn run_scenario(
         names: [state.sites[0].name.clone(), state.sites[1].name.clone()],
     };
     let vm = "bench";
-    let disk = (scenario == Scenario::Disk).then_some(opts.disk_mib);
+    let disk = (scenario == Scenario::Disk).then_some(opts.disk);
+    let base_image = match disk {
+        Some(d) if d.base_mib > 0 => Some(import_base(&bed, &d).await?),
+        _ => None,
+    };
     bed.sites[0]
         .create_vm(&VmCreate {
             name: vm.into(),
             memory_mib: opts.memory_mib,
             vcpus: 1,
-            disk_mib: disk.map(|d| d.0),
+            disk_mib: disk.map(|d| d.disk_mib),
+            base_image,
         })
         .await?;
     bed.sites[0].start_vm(vm).await?;
@@ -229,13 +262,14 @@ async fn run_scenario(
             .guest(vm, &GuestRequest::MemFill { mib: opts.fill_mib })
             .await?;
     }
-    if let Some((_, written)) = disk {
+    if let Some(d) = disk {
         bed.sites[0]
             .guest(
                 vm,
                 &GuestRequest::DiskWrite {
                     device: None,
-                    mib: written,
+                    mib: d.written_mib,
+                    offset_mib: 0,
                     seed: 1,
                 },
             )
@@ -307,6 +341,35 @@ async fn run_scenario(
         },
         reports,
     })
+}
+
+/// Writes the disk scenario's base image and imports it at the first site
+/// (and the second when the destination holds it too); returns its digest.
+async fn import_base(bed: &Bed, disk: &DiskSetup) -> Result<String, MigrateBenchError> {
+    let path = std::env::temp_dir().join(format!("edgemig-bench-{}-base.raw", std::process::id()));
+    let spec = BaseImageSpec {
+        virtual_mib: u32::try_from(disk.disk_mib).unwrap_or(u32::MAX),
+        offset_mib: disk.written_mib,
+        data_mib: disk.base_mib,
+        seed: 2,
+    };
+    let written = write_base_image(&path, &spec);
+    let result = async {
+        written
+            .map_err(|e| MigrateBenchError::Config(format!("Cannot write the base image: {e}")))?;
+        let import = ImageImport {
+            path: path.display().to_string(),
+            name: Some("bench-base".into()),
+        };
+        let image = bed.sites[0].import_image(&import).await?;
+        if disk.base_at_destination {
+            bed.sites[1].import_image(&import).await?;
+        }
+        Ok(image.digest)
+    }
+    .await;
+    let _ = std::fs::remove_file(&path);
+    result
 }
 
 async fn migrate_once(

@@ -84,8 +84,11 @@ pub enum GuestRequest {
         /// Block device; [`DEFAULT_DATA_DISK`] when absent.
         #[serde(default)]
         device: Option<String>,
-        /// Amount to write in MiB, from offset 0.
+        /// Amount to write in MiB, from `offset_mib`.
         mib: u32,
+        /// Where to start, in MiB from the start of the device.
+        #[serde(default)]
+        offset_mib: u32,
         /// Seed of the data.
         seed: u64,
     },
@@ -94,8 +97,11 @@ pub enum GuestRequest {
         /// Block device; [`DEFAULT_DATA_DISK`] when absent.
         #[serde(default)]
         device: Option<String>,
-        /// Amount to verify in MiB, from offset 0.
+        /// Amount to verify in MiB, from `offset_mib`.
         mib: u32,
+        /// Where to start, in MiB from the start of the device.
+        #[serde(default)]
+        offset_mib: u32,
         /// Seed the data was written with.
         seed: u64,
     },

@@ -1,6 +1,7 @@
-//! Disk writer and verifier: writes `mib` MiB of seeded data (see
-//! [`crate::blockgen`]) from offset 0 of a device, and reads it back after
-//! dropping the page cache, counting mismatching 4 KiB blocks.
+//! Disk writer and verifier: writes a region of seeded data (see
+//! [`crate::blockgen`]; each block's content depends on its absolute
+//! position) to a device, and reads it back after dropping the page cache,
+//! counting mismatching 4 KiB blocks.
 
 use crate::blockgen::{BLOCK_SIZE, fill_block};
 use crate::fnv::Fnv1a64;
@@ -62,10 +63,36 @@ pub enum DiskError {
     },
 }
 
-/// Writes `mib` MiB derived from `seed` to `device` from offset 0, then
-/// fsyncs. The checksum is FNV-1a 64 of the bytes written.
-pub fn write(device: &str, mib: u32, seed: u64) -> Result<DiskReport, DiskError> {
-    if mib == 0 {
+/// A stretch of a device, in whole MiB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Region {
+    /// Start, MiB from the device's start.
+    pub offset_mib: u32,
+    /// Length in MiB.
+    pub mib: u32,
+}
+
+impl Region {
+    /// `mib` MiB from `offset_mib`.
+    pub fn new(offset_mib: u32, mib: u32) -> Self {
+        Self { offset_mib, mib }
+    }
+
+    /// The first `mib` MiB.
+    pub fn start(mib: u32) -> Self {
+        Self::new(0, mib)
+    }
+
+    fn bytes(self) -> (u64, u64) {
+        let start = u64::from(self.offset_mib) * MIB;
+        (start, start + u64::from(self.mib) * MIB)
+    }
+}
+
+/// Writes the seeded data of `region` to `device`, then fsyncs. The
+/// checksum is FNV-1a 64 of the bytes written.
+pub fn write(device: &str, region: Region, seed: u64) -> Result<DiskReport, DiskError> {
+    if region.mib == 0 {
         return Err(DiskError::ZeroSize);
     }
     let mut file = OpenOptions::new()
@@ -75,11 +102,12 @@ pub fn write(device: &str, mib: u32, seed: u64) -> Result<DiskReport, DiskError>
             device: device.to_string(),
             source,
         })?;
-    let total = u64::from(mib) * MIB;
+    let (mut offset, end) = region.bytes();
+    seek(&mut file, device, offset)?;
+    let total = end - offset;
     let mut buf = vec![0u8; IO_CHUNK];
     let mut hash = Fnv1a64::new();
-    let mut offset = 0u64;
-    while offset < total {
+    while offset < end {
         fill_chunk(seed, offset, &mut buf);
         hash.update(&buf);
         file.write_all(&buf).map_err(|source| DiskError::Write {
@@ -102,10 +130,10 @@ pub fn write(device: &str, mib: u32, seed: u64) -> Result<DiskReport, DiskError>
     })
 }
 
-/// Reads `mib` MiB of `device` back (after dropping caches so the data
+/// Reads `region` of `device` back (after dropping caches so the data
 /// comes from the disk) and compares with the data derived from `seed`.
-pub fn verify(device: &str, mib: u32, seed: u64) -> Result<DiskReport, DiskError> {
-    if mib == 0 {
+pub fn verify(device: &str, region: Region, seed: u64) -> Result<DiskReport, DiskError> {
+    if region.mib == 0 {
         return Err(DiskError::ZeroSize);
     }
     let mut file = File::open(device).map_err(|source| DiskError::Open {
@@ -113,13 +141,14 @@ pub fn verify(device: &str, mib: u32, seed: u64) -> Result<DiskReport, DiskError
         source,
     })?;
     drop_caches(&file);
-    let total = u64::from(mib) * MIB;
+    let (mut offset, end) = region.bytes();
+    seek(&mut file, device, offset)?;
+    let total = end - offset;
     let mut expected = vec![0u8; IO_CHUNK];
     let mut actual = vec![0u8; IO_CHUNK];
     let mut hash = Fnv1a64::new();
     let mut bad_blocks = 0u64;
-    let mut offset = 0u64;
-    while offset < total {
+    while offset < end {
         file.read_exact(&mut actual)
             .map_err(|source| DiskError::Read {
                 device: device.to_string(),
@@ -144,8 +173,19 @@ pub fn verify(device: &str, mib: u32, seed: u64) -> Result<DiskReport, DiskError
     })
 }
 
+fn seek(file: &mut File, device: &str, offset: u64) -> Result<(), DiskError> {
+    use std::io::Seek;
+    file.seek(std::io::SeekFrom::Start(offset))
+        .map(drop)
+        .map_err(|source| DiskError::Read {
+            device: device.to_string(),
+            offset,
+            source,
+        })
+}
+
 /// Fills `buf` with the blocks starting at byte `offset`.
-fn fill_chunk(seed: u64, offset: u64, buf: &mut [u8]) {
+pub fn fill_chunk(seed: u64, offset: u64, buf: &mut [u8]) {
     let first = offset / BLOCK_SIZE as u64;
     for (i, block) in buf.chunks_mut(BLOCK_SIZE).enumerate() {
         fill_block(seed, first + i as u64, block);
@@ -199,10 +239,10 @@ mod tests {
     #[test]
     fn write_then_verify_ok() {
         let (_f, path) = device(3);
-        let w = write(&path, 2, 42).unwrap();
+        let w = write(&path, Region::start(2), 42).unwrap();
         assert!(w.ok);
         assert_eq!(w.bytes, 2 * MIB);
-        let v = verify(&path, 2, 42).unwrap();
+        let v = verify(&path, Region::start(2), 42).unwrap();
         assert!(v.ok, "{v:?}");
         assert_eq!(v.bad_blocks, 0);
         assert_eq!(v.checksum, w.checksum);
@@ -211,23 +251,41 @@ mod tests {
     #[test]
     fn corrupt_block_is_found() {
         let (f, path) = device(2);
-        let w = write(&path, 2, 7).unwrap();
+        let w = write(&path, Region::start(2), 7).unwrap();
         let mut file = f.reopen().unwrap();
         file.seek(SeekFrom::Start(5 * BLOCK_SIZE as u64 + 17))
             .unwrap();
         file.write_all(&[0xAA, 0x55]).unwrap();
         file.sync_all().unwrap();
-        let v = verify(&path, 2, 7).unwrap();
+        let v = verify(&path, Region::start(2), 7).unwrap();
         assert!(!v.ok);
         assert_eq!(v.bad_blocks, 1);
         assert_ne!(v.checksum, w.checksum);
     }
 
     #[test]
+    fn regions_carry_their_absolute_blocks() {
+        let (_f, path) = device(4);
+        write(&path, Region::new(2, 1), 9).unwrap();
+        assert!(verify(&path, Region::new(2, 1), 9).unwrap().ok);
+        // Block content depends on the position: the same data elsewhere
+        // does not verify.
+        assert!(!verify(&path, Region::new(1, 1), 9).unwrap().ok);
+        // A file made on the host with fill_chunk at that offset matches.
+        let mut host = vec![0u8; IO_CHUNK];
+        fill_chunk(9, 2 * MIB, &mut host);
+        let mut on_disk = vec![0u8; IO_CHUNK];
+        let mut file = File::open(&path).unwrap();
+        file.seek(SeekFrom::Start(2 * MIB)).unwrap();
+        file.read_exact(&mut on_disk).unwrap();
+        assert_eq!(host, on_disk);
+    }
+
+    #[test]
     fn wrong_seed_fails() {
         let (_f, path) = device(1);
-        write(&path, 1, 1).unwrap();
-        let v = verify(&path, 1, 2).unwrap();
+        write(&path, Region::start(1), 1).unwrap();
+        let v = verify(&path, Region::start(1), 2).unwrap();
         assert!(!v.ok);
         assert_eq!(v.bad_blocks, 256);
     }
@@ -235,12 +293,18 @@ mod tests {
     #[test]
     fn short_device_and_missing_device_are_errors() {
         let (_f, path) = device(1);
-        write(&path, 1, 1).unwrap();
-        assert!(matches!(verify(&path, 2, 1), Err(DiskError::Read { .. })));
+        write(&path, Region::start(1), 1).unwrap();
         assert!(matches!(
-            write("/nonexistent/dev/vdz", 1, 1),
+            verify(&path, Region::start(2), 1),
+            Err(DiskError::Read { .. })
+        ));
+        assert!(matches!(
+            write("/nonexistent/dev/vdz", Region::start(1), 1),
             Err(DiskError::Open { .. })
         ));
-        assert!(matches!(write(&path, 0, 1), Err(DiskError::ZeroSize)));
+        assert!(matches!(
+            write(&path, Region::start(0), 1),
+            Err(DiskError::ZeroSize)
+        ));
     }
 }

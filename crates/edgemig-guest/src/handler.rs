@@ -6,7 +6,7 @@
 //! changes (NicUp, NicRetire).
 
 use crate::ballast::Ballast;
-use crate::disk;
+use crate::disk::{self, Region};
 use crate::memwriter::MemWriter;
 use crate::net;
 use edgemig_guest_proto::{
@@ -206,20 +206,36 @@ fn handle(msg: HostMessage, writer: &SharedWriter, agent: &Agent) -> Result<(), 
                 outcome(ballast.fill(mib), GuestReply::Filled)
             })
         }
-        GuestRequest::DiskWrite { device, mib, seed } => {
+        GuestRequest::DiskWrite {
+            device,
+            mib,
+            offset_mib,
+            seed,
+        } => {
             let lock = Arc::clone(&agent.disk);
             let device = device.unwrap_or_else(|| DEFAULT_DATA_DISK.to_string());
             background(writer, id, move || {
                 let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
-                outcome(disk::write(&device, mib, seed), GuestReply::Disk)
+                outcome(
+                    disk::write(&device, Region::new(offset_mib, mib), seed),
+                    GuestReply::Disk,
+                )
             })
         }
-        GuestRequest::DiskVerify { device, mib, seed } => {
+        GuestRequest::DiskVerify {
+            device,
+            mib,
+            offset_mib,
+            seed,
+        } => {
             let lock = Arc::clone(&agent.disk);
             let device = device.unwrap_or_else(|| DEFAULT_DATA_DISK.to_string());
             background(writer, id, move || {
                 let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
-                outcome(disk::verify(&device, mib, seed), GuestReply::Disk)
+                outcome(
+                    disk::verify(&device, Region::new(offset_mib, mib), seed),
+                    GuestReply::Disk,
+                )
             })
         }
         GuestRequest::NicUp {
@@ -425,6 +441,7 @@ mod tests {
             GuestRequest::DiskWrite {
                 device: device.clone(),
                 mib: 1,
+                offset_mib: 0,
                 seed: 5,
             },
         ) {
@@ -438,6 +455,7 @@ mod tests {
             GuestRequest::DiskVerify {
                 device: device.clone(),
                 mib: 1,
+                offset_mib: 0,
                 seed: 5,
             },
         ) {
@@ -456,6 +474,7 @@ mod tests {
                 GuestRequest::DiskVerify {
                     device: missing,
                     mib: 1,
+                    offset_mib: 0,
                     seed: 5
                 }
             ),

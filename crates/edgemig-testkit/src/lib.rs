@@ -3,6 +3,7 @@
 //! drop (also when the test fails), and readiness polling.
 
 mod agent;
+mod mount;
 mod netns;
 mod paths;
 mod testbed;
@@ -10,6 +11,7 @@ mod topology;
 mod wait;
 
 pub use agent::TestAgent;
+pub use mount::SmallTmpfs;
 pub use netns::{NetNs, exists as netns_exists};
 pub use paths::{guest_image_dir, workspace_target};
 pub use testbed::TestTestbed;

@@ -72,6 +72,37 @@ impl TestTestbed {
         self.cli(&all)
     }
 
+    /// Runs `edgemig --testbed NAME --site SITE ARGS...`.
+    pub fn site_cli(&self, site: &str, args: &[&str]) -> Output {
+        let mut all = vec!["--testbed", self.name.as_str(), "--site", site];
+        all.extend_from_slice(args);
+        self.cli(&all)
+    }
+
+    /// Runs `edgemig --json ... ARGS...` at `site`; panics unless it
+    /// succeeds with JSON on stdout.
+    pub fn site_json(&self, site: &str, args: &[&str]) -> serde_json::Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let out = self.site_cli(site, &all);
+        assert!(
+            out.status.success(),
+            "edgemig {args:?} at {site} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("JSON on stdout")
+    }
+
+    /// State directory of the agent of `site` (`state_dir` in its config).
+    pub fn site_state_dir(&self, site: &str) -> PathBuf {
+        self.dir
+            .path()
+            .join(&self.name)
+            .join("sites")
+            .join(site)
+            .join("state")
+    }
+
     /// Namespace of `node`.
     pub fn netns(&self, node: &str) -> String {
         format!("{}_{node}", self.name)

@@ -99,6 +99,21 @@ impl Manager {
                     net.subnet, vm.name
                 ))
             })?;
+        // A base image this site holds under the same digest lets the disk
+        // arrive as its top layer only.
+        let base_present = vm
+            .base_digest
+            .as_deref()
+            .is_some_and(|d| self.images.get(d).is_some());
+        if vm.disk_mib.is_some() {
+            let needed = vm.disk_top_bytes
+                + if base_present || vm.base_digest.is_none() {
+                    0
+                } else {
+                    vm.disk_base_bytes
+                };
+            self.check_disk_space(&vm.name, needed)?;
+        }
         let record = VmRecord {
             name: vm.name.clone(),
             id: records.iter().map(|r| r.id).max().map_or(1, |m| m + 1),
@@ -106,6 +121,7 @@ impl Manager {
             memory_mib: vm.memory_mib,
             vcpus: vm.vcpus,
             disk_mib: vm.disk_mib,
+            base_digest: vm.base_digest.clone().filter(|_| base_present),
             address: address.addr(),
             prefix_len: address.prefix_len(),
             gateway: Some(gateway),
@@ -186,6 +202,7 @@ impl Manager {
                 memory_port,
                 nbd_port,
                 qemu_version: qmp.version().to_string(),
+                base_present: record.base_digest.is_some(),
             })
         };
         match setup.await {

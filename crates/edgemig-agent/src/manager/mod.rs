@@ -13,6 +13,7 @@ use edgemig_qmp::Qmp;
 use tokio::sync::Mutex;
 
 mod handoff;
+mod images;
 mod incoming;
 mod migrate;
 
@@ -23,6 +24,7 @@ use edgemig_pki::{PeerTls, SiteFiles};
 use crate::config::SiteConfig;
 use crate::guest_channel::{GuestChannel, GuestChannelError};
 use crate::host;
+use crate::images::ImageCache;
 use crate::migration::registry::Registry;
 use crate::netdev::{Netdev, NetdevError};
 use crate::qemu::{self, LaunchError, QemuVersion, VmFiles, VmLaunch};
@@ -129,6 +131,8 @@ pub struct Manager {
     pub(crate) ops: Mutex<()>,
     /// Migrations driven from here.
     pub(crate) migrations: Registry,
+    /// Base images cached at this site.
+    pub(crate) images: ImageCache,
     /// TLS for agent-to-agent connections, when the config has TLS files.
     peer_tls: Option<PeerTls>,
     /// Network handoffs of VMs that arrived here, by VM.
@@ -183,6 +187,7 @@ impl Manager {
             tunnel_sources: std::sync::Mutex::new(HashMap::new()),
             skip_handoff: std::sync::Mutex::new(std::collections::HashSet::new()),
             migrations,
+            images: ImageCache::new(config.state_dir.join("images")),
             peer_tls,
             config,
             qemu_version,
@@ -241,6 +246,7 @@ impl Manager {
             memory_mib: record.memory_mib,
             vcpus: record.vcpus,
             disk_mib: record.disk_mib,
+            base_image: record.base_digest.clone(),
             pid: record.pid,
             nics,
             guest: live.and_then(|l| l.guest.agent()),
@@ -306,6 +312,21 @@ impl Manager {
                 spec.name
             )));
         }
+        let base = match &spec.base_image {
+            Some(image) => Some(self.images.resolve(image).map_err(ManagerError::from)?),
+            None => None,
+        };
+        let disk_mib = match (&base, spec.disk_mib) {
+            (Some(b), None) => Some(b.meta.virtual_bytes.div_ceil(1 << 20)),
+            (Some(b), Some(mib)) if mib << 20 < b.meta.virtual_bytes => {
+                return Err(ManagerError::Invalid(format!(
+                    "Disk size {mib} MiB is smaller than base image {} ({} MiB)",
+                    b.meta.name,
+                    b.meta.virtual_bytes.div_ceil(1 << 20)
+                )));
+            }
+            (_, size) => size,
+        };
         let net = &self.config.vm_network;
         let taken: Vec<_> = records.iter().map(|r| r.address).collect();
         let address = vm::allocate_address(net.subnet, net.gateway(), &taken).ok_or_else(|| {
@@ -318,7 +339,8 @@ impl Manager {
             mac_seed: vm::random_mac_seed(),
             memory_mib: spec.memory_mib,
             vcpus: spec.vcpus,
-            disk_mib: spec.disk_mib,
+            disk_mib,
+            base_digest: base.map(|b| b.meta.digest),
             address,
             prefix_len: net.subnet.prefix_len(),
             gateway: Some(net.gateway()),
@@ -350,8 +372,20 @@ impl Manager {
         std::fs::create_dir_all(&files.dir)
             .map_err(io_err(format!("Cannot create {}", files.dir.display())))?;
         if let Some(mib) = record.disk_mib {
-            let out = tokio::process::Command::new("qemu-img")
-                .args(["create", "-q", "-f", "qcow2"])
+            let mut create = tokio::process::Command::new("qemu-img");
+            create.args(["create", "-q", "-f", "qcow2"]);
+            if let Some(digest) = &record.base_digest {
+                let base = self.images.get(digest).ok_or_else(|| {
+                    ManagerError::Missing(format!(
+                        "Base image {digest} is not in this site's cache"
+                    ))
+                })?;
+                create
+                    .arg("-b")
+                    .arg(&base.path)
+                    .args(["-F", &base.meta.format]);
+            }
+            let out = create
                 .arg(files.data_disk())
                 .arg(format!("{mib}M"))
                 .output()

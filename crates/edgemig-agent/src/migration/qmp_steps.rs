@@ -83,6 +83,7 @@ pub async fn start_mirror(
     port: u16,
     mptcp: bool,
     tls: bool,
+    sync: MirrorSyncMode,
 ) -> Result<(), QmpError> {
     let mut server = json!({"type": "inet", "host": host, "port": port.to_string()});
     if mptcp {
@@ -98,7 +99,7 @@ pub async fn start_mirror(
         node["tls-creds"] = json!(TLS_OBJECT);
     }
     qmp.blockdev_add(node).await?;
-    let mut args = MirrorArgs::new(DISK_NODE, TARGET_NODE, MirrorSyncMode::Full);
+    let mut args = MirrorArgs::new(DISK_NODE, TARGET_NODE, sync);
     args.job_id = Some(MIRROR_JOB.into());
     if let Err(e) = qmp.blockdev_mirror(&args).await {
         let _ = qmp.blockdev_del(TARGET_NODE).await;

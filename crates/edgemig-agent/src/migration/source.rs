@@ -22,6 +22,7 @@ use edgemig_qmp::{KnownEvent, Qmp};
 use tokio::sync::watch;
 
 use super::qmp_steps;
+use crate::images;
 use crate::manager::{Live, Manager, ManagerError};
 use crate::vm::VmRecord;
 
@@ -311,6 +312,15 @@ impl SourceJob {
                     .unwrap_or_else(|| self.manager.config.vm_network.gateway())
                     .to_string(),
                 active_nic: record.active_nic,
+                base_digest: record.base_digest.clone(),
+                disk_top_bytes: record.disk_mib.map_or(0, |_| {
+                    images::allocated_bytes(&self.manager.files(&record.name).data_disk())
+                }),
+                disk_base_bytes: record
+                    .base_digest
+                    .as_deref()
+                    .and_then(|d| self.manager.images.get(d))
+                    .map_or(0, |b| b.file_bytes),
             },
             source_site: self.manager.config.site.clone(),
             mptcp,
@@ -334,7 +344,13 @@ impl SourceJob {
         let host = self.peer_addr.ip().to_string();
 
         if let (Some(port), Some(_)) = (ready.nbd_port, record.disk_mib) {
-            qmp_steps::start_mirror(qmp, &host, port, mptcp, tls)
+            let sync = if ready.base_present {
+                edgemig_qmp::MirrorSyncMode::Top
+            } else {
+                edgemig_qmp::MirrorSyncMode::Full
+            };
+            tracing::info!(vm = %record.name, ?sync, "mirroring the data disk");
+            qmp_steps::start_mirror(qmp, &host, port, mptcp, tls, sync)
                 .await
                 .map_err(qmp_err("disk"))?;
             done.mirror = true;
@@ -393,9 +409,6 @@ impl SourceJob {
             qmp_steps::end_mirror(qmp, true)
                 .await
                 .map_err(qmp_err("switchover"))?;
-            if let Some(mib) = record.disk_mib {
-                tally.disk_bytes = tally.disk_bytes.max(mib << 20);
-            }
             done.mirror = false;
         }
         // The old address's network reaches the destination from now on.

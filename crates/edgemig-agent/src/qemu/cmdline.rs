@@ -170,6 +170,7 @@ mod tests {
             memory_mib: 256,
             vcpus: 1,
             disk_mib: Some(64),
+            base_digest: None,
             address: Ipv4Addr::new(10, 10, 0, 2),
             prefix_len: 24,
             gateway: None,

@@ -22,6 +22,9 @@ pub struct VmRecord {
     pub vcpus: u32,
     /// Data disk size in MiB.
     pub disk_mib: Option<u64>,
+    /// Digest of the cached base image under the data disk, if any.
+    #[serde(default)]
+    pub base_digest: Option<String>,
     /// The VM's current address (on its active NIC).
     pub address: Ipv4Addr,
     /// Prefix length of `address`'s network.
@@ -133,6 +136,7 @@ mod tests {
             memory_mib: 1,
             vcpus: 1,
             disk_mib: None,
+            base_digest: None,
             address: Ipv4Addr::LOCALHOST,
             prefix_len: 24,
             gateway: None,

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use clap::Subcommand;
 use edgemig_bench::{
-    HandoffOptions, LinksOptions, LinksReport, LinksRun, MigrateBenchOptions, MigrateBenchReport,
-    Scenario, run_handoff_bench, run_links, run_migrate_bench,
+    DiskSetup, HandoffOptions, LinksOptions, LinksReport, LinksRun, MigrateBenchOptions,
+    MigrateBenchReport, Scenario, run_handoff_bench, run_links, run_migrate_bench,
 };
 use edgemig_testbed::TestbedConfig;
 
@@ -67,6 +67,13 @@ pub enum BenchCommand {
         /// Data written to the disk (MiB) for the disk scenario.
         #[arg(long, default_value_t = 512)]
         disk_written_mib: u32,
+        /// Data in the disk's base image (MiB); 0 for no base image.
+        #[arg(long, default_value_t = 256)]
+        disk_base_mib: u32,
+        /// Leave the base image out of the destination's cache (the whole
+        /// disk then travels).
+        #[arg(long)]
+        no_base_at_destination: bool,
         /// Seconds after which a migration is cancelled (reported as null).
         #[arg(long, default_value_t = 600)]
         limit_s: u64,
@@ -137,6 +144,8 @@ pub async fn run(cmd: BenchCommand, json: bool) -> anyhow::Result<()> {
             fill_mib,
             disk_mib,
             disk_written_mib,
+            disk_base_mib,
+            no_base_at_destination,
             limit_s,
         } => {
             let scenarios = scenarios
@@ -161,7 +170,12 @@ pub async fn run(cmd: BenchCommand, json: bool) -> anyhow::Result<()> {
                 scenarios,
                 memory_mib,
                 fill_mib,
-                disk_mib: (disk_mib, disk_written_mib),
+                disk: DiskSetup {
+                    disk_mib,
+                    written_mib: disk_written_mib,
+                    base_mib: disk_base_mib,
+                    base_at_destination: !no_base_at_destination,
+                },
                 limit: std::time::Duration::from_secs(limit_s),
                 agent: exe_dir.join("edgemigd"),
                 linkemu: exe_dir.join("edgemig-linkemu"),

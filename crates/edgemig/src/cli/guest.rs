@@ -43,6 +43,9 @@ pub enum GuestCommand {
         /// Seed of the data.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Start, in MiB from the start of the device.
+        #[arg(long, default_value_t = 0)]
+        offset_mib: u32,
         /// Block device in the guest (default /dev/vda).
         #[arg(long)]
         device: Option<String>,
@@ -55,6 +58,9 @@ pub enum GuestCommand {
         /// Seed the data was written with.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Start, in MiB from the start of the device.
+        #[arg(long, default_value_t = 0)]
+        offset_mib: u32,
         /// Block device in the guest (default /dev/vda).
         #[arg(long)]
         device: Option<String>,
@@ -79,10 +85,28 @@ impl From<GuestCommand> for GuestRequest {
             GuestCommand::MemVerify => Self::MemVerify,
             GuestCommand::MemFill { mib } => Self::MemFill { mib },
             GuestCommand::NetStatus => Self::NetStatus,
-            GuestCommand::DiskWrite { mib, seed, device } => Self::DiskWrite { device, mib, seed },
-            GuestCommand::DiskVerify { mib, seed, device } => {
-                Self::DiskVerify { device, mib, seed }
-            }
+            GuestCommand::DiskWrite {
+                mib,
+                seed,
+                offset_mib,
+                device,
+            } => Self::DiskWrite {
+                device,
+                mib,
+                offset_mib,
+                seed,
+            },
+            GuestCommand::DiskVerify {
+                mib,
+                seed,
+                offset_mib,
+                device,
+            } => Self::DiskVerify {
+                device,
+                mib,
+                offset_mib,
+                seed,
+            },
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Command-line structure of `edgemig` and dispatch to the subcommands.
 
+mod base_image;
 mod bench;
 mod demo;
 mod guest;
@@ -45,6 +46,9 @@ pub enum Command {
     /// Build the guest image.
     #[command(subcommand)]
     Image(image::ImageCommand),
+    /// Manage the site's cache of base images for VM data disks.
+    #[command(subcommand)]
+    BaseImage(base_image::BaseImageCommand),
     /// The paper's story with real parts: alice's VM follows her to the near site.
     Demo(demo::DemoArgs),
     /// Live-migrate a VM to another site (`migrate cancel VM` stops one).
@@ -79,6 +83,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Vm(cmd) => vm::run(&client, cmd, cli.json).await,
         Command::Image(cmd) => image::run(cmd, cli.json),
+        Command::BaseImage(cmd) => base_image::run(&client, cmd, cli.json).await,
         Command::Testbed(cmd) => testbed::run(cmd, cli.json).await,
         Command::Bench(cmd) => bench::run(cmd, cli.json).await,
         Command::Migrate(args) => migrate::run(&client, args, cli.json).await,

@@ -43,6 +43,9 @@ pub fn vm_details(vm: &VmInfo) {
         vm.disk_mib
             .map_or_else(|| "none".to_string(), |d| format!("{d} MiB"))
     );
+    if let Some(base) = &vm.base_image {
+        println!("base image: {base}");
+    }
     println!(
         "pid:        {}",
         vm.pid.map_or_else(|| "-".to_string(), |p| p.to_string())

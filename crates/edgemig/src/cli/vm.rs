@@ -20,6 +20,10 @@ pub enum VmCommand {
         /// Size of a data disk (virtio-blk), e.g. 1G. None by default.
         #[arg(long)]
         disk: Option<String>,
+        /// Make the data disk an overlay on this cached base image (digest or
+        /// name, see `edgemig base-image list`); --disk defaults to its size.
+        #[arg(long)]
+        base_image: Option<String>,
         /// Virtual CPUs.
         #[arg(long, default_value_t = 1)]
         vcpus: u32,
@@ -63,6 +67,7 @@ pub async fn run(client: &ApiClient, cmd: VmCommand, json: bool) -> anyhow::Resu
             name,
             memory,
             disk,
+            base_image,
             vcpus,
         } => {
             let spec = VmCreate {
@@ -70,6 +75,7 @@ pub async fn run(client: &ApiClient, cmd: VmCommand, json: bool) -> anyhow::Resu
                 memory_mib: parse_mib(&memory)?,
                 vcpus,
                 disk_mib: disk.as_deref().map(parse_mib).transpose()?,
+                base_image,
             };
             client.create_vm(&spec).await?
         }
