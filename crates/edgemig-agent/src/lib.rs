@@ -2,6 +2,7 @@
 //! runs VMs as supervised QEMU processes (driven over QMP), keeps their
 //! definitions in an embedded store, and serves the HTTP/JSON API.
 
+pub mod arp_probe;
 pub mod config;
 pub mod guest_channel;
 pub mod host;

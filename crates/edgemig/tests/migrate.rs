@@ -7,7 +7,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 use edgemig::exit;
-use edgemig_testkit::{TestTestbed, alive, kill, two_sites, wait_until};
+use edgemig_testkit::{NetNs, TestTestbed, alive, kill, two_sites, wait_until};
 use serde_json::Value;
 
 fn cli_path() -> &'static std::path::Path {
@@ -345,6 +345,55 @@ fn bad_migrations_are_refused_and_unauthenticated_peers_change_nothing() {
         &["migrate", "idle", "--to", "site-b", "--compression", "lz9"],
     );
     assert!(!out.status.success());
+
+    // A host squatting on the address site-b would give the VM: refused
+    // before anything moves, the VM keeps running at site-a.
+    {
+        let squatter = NetNs::new(&format!("{}_squat", tb.name));
+        let site_toml = std::fs::read_to_string(
+            tb.site_state_dir("site-b")
+                .parent()
+                .unwrap()
+                .join("site.toml"),
+        )
+        .unwrap();
+        let bridge = site_toml
+            .lines()
+            .find_map(|l| l.strip_prefix("bridge = "))
+            .unwrap()
+            .trim_matches('"')
+            .to_string();
+        let site_b = tb.netns("site-b");
+        squatter.exec(&[
+            "ip", "link", "add", "sq0", "type", "veth", "peer", "name", "sq1", "netns", &site_b,
+        ]);
+        squatter.exec(&["ip", "addr", "add", "10.20.0.2/24", "dev", "sq0"]);
+        squatter.exec(&["ip", "link", "set", "sq0", "up"]);
+        let up = Command::new("ip")
+            .args(["-n", &site_b, "link", "set", "sq1", "master", &bridge, "up"])
+            .status()
+            .unwrap();
+        assert!(up.success());
+        let (out, report) = migrate(&tb, "site-a", "idle", &["--to", "site-b"]);
+        assert!(
+            !out.status.success(),
+            "migration onto a taken address succeeded"
+        );
+        let error = report["error"].as_str().unwrap_or_default().to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(
+            error.contains("10.20.0.2 for VM \"idle\" is already in use"),
+            "{error}"
+        );
+        assert_eq!(
+            site_json(&tb, "site-a", &["vm", "show", "idle"])["state"],
+            "running"
+        );
+        assert!(
+            vm_names(&tb, "site-b").is_empty(),
+            "the destination kept the refused VM"
+        );
+    }
 
     // A peer without a client certificate: plain HTTP to the peer port gets
     // no answer and creates nothing.

@@ -11,6 +11,7 @@ use edgemig_api::VmState;
 use edgemig_api::peer::{IncomingReady, IncomingRequest, IncomingStatus};
 
 use super::{Manager, ManagerError};
+use crate::arp_probe;
 use crate::host;
 use crate::migration::qmp_steps;
 use crate::qemu;
@@ -18,6 +19,10 @@ use crate::vm::{self, VmRecord};
 
 /// How long an incoming VM may wait for its memory stream to start.
 const INCOMING_START_LIMIT: Duration = Duration::from_secs(3600);
+
+/// ARP probes sent for a migrating VM's new address, and their spacing.
+const ARP_PROBES: u32 = 2;
+const ARP_PROBE_INTERVAL: Duration = Duration::from_millis(250);
 
 /// First port of the per-VM migration ports (memory, then NBD).
 const PORT_BASE: u16 = 49152;
@@ -114,6 +119,7 @@ impl Manager {
                 };
             self.check_disk_space(&vm.name, needed)?;
         }
+        self.check_address_free(&vm.name, next_address).await?;
         let record = VmRecord {
             name: vm.name.clone(),
             id: records.iter().map(|r| r.id).max().map_or(1, |m| m + 1),
@@ -212,6 +218,31 @@ impl Manager {
                 qemu::wait_gone(live.pid, Duration::from_secs(10)).await;
                 Err(ManagerError::Qmp(e))
             }
+        }
+    }
+
+    /// Refuses `address` for VM `vm` when a host on the site's VM network
+    /// already answers ARP for it.
+    async fn check_address_free(&self, vm: &str, address: Ipv4Addr) -> Result<(), ManagerError> {
+        let bridge = self.config.vm_network.bridge.clone();
+        let probed = tokio::task::spawn_blocking(move || {
+            arp_probe::probe(&bridge, address, ARP_PROBES, ARP_PROBE_INTERVAL)
+        })
+        .await
+        .map_err(|e| ManagerError::Io {
+            what: "ARP probe task failed".into(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        match probed {
+            Ok(None) => Ok(()),
+            Ok(Some(owner)) => Err(ManagerError::Conflict(format!(
+                "Address {address} for VM {vm:?} is already in use on site {}'s VM network (host {} answers for it)",
+                self.config.site, owner.mac
+            ))),
+            Err(e) => Err(ManagerError::Io {
+                what: format!("Cannot probe address {address}"),
+                source: std::io::Error::other(crate::http::chain(&e)),
+            }),
         }
     }
 
