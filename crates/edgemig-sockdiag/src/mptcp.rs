@@ -11,8 +11,9 @@ use crate::tcp::TcpSocket;
 pub struct MptcpConnection {
     /// The connection's local token (`token_local` of every subflow).
     pub token: u32,
-    /// The peer's token for the connection (from the first subflow that
-    /// reports a non-zero one; 0 if none does yet).
+    /// The peer's token for the connection, from the first subflow that
+    /// reports one: only subflows this host joined do, so it is 0 on the
+    /// passive side and while only the initial subflow exists.
     pub token_remote: u32,
     /// Its subflows, in the order they were listed.
     pub subflows: Vec<TcpSocket>,

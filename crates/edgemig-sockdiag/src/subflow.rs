@@ -125,6 +125,8 @@ pub struct SubflowInfo {
     /// connection has the same (`MPTCP_SUBFLOW_ATTR_TOKEN_LOC`).
     pub token_local: u32,
     /// Token of the connection at the peer (`MPTCP_SUBFLOW_ATTR_TOKEN_REM`).
+    /// The kernel only knows it on a subflow this host joined (MP_JOIN
+    /// initiator); it is 0 on the initial subflow and on the passive side.
     pub token_remote: u32,
     /// Address id of the local end (0 for the initial subflow).
     pub id_local: u8,
