@@ -41,17 +41,18 @@ pub enum UlpError {
 pub struct SubflowFlags(u32);
 
 impl SubflowFlags {
-    /// The peer sent MP_CAPABLE.
+    /// MP_CAPABLE was negotiated on the subflow.
     pub const MCAP_REM: Self = Self(1 << 0);
-    /// This host sent MP_CAPABLE (the subflow opened the connection).
+    /// This host requested MP_CAPABLE: the initial subflow of a connection
+    /// it opened.
     pub const MCAP_LOC: Self = Self(1 << 1);
-    /// The peer sent MP_JOIN.
+    /// MP_JOIN was negotiated on the subflow.
     pub const JOIN_REM: Self = Self(1 << 2);
-    /// This host sent MP_JOIN (the subflow was added to the connection).
+    /// This host requested MP_JOIN: an additional subflow it opened.
     pub const JOIN_LOC: Self = Self(1 << 3);
-    /// The peer marked the subflow as backup.
+    /// The subflow is a backup path.
     pub const BKUP_REM: Self = Self(1 << 4);
-    /// This host marked the subflow as backup.
+    /// This host requested the subflow to be a backup path.
     pub const BKUP_LOC: Self = Self(1 << 5);
     /// The MPTCP handshake completed.
     pub const FULLY_ESTABLISHED: Self = Self(1 << 6);
