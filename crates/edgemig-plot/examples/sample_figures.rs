@@ -3,7 +3,10 @@
 
 use std::path::PathBuf;
 
-use edgemig_plot::{BarChart, BarSeries, LineChart, Point, Series, render_bars, render_line};
+use edgemig_plot::{
+    BarChart, BarSeries, LineChart, Point, RenderOptions, Series, render_bars, render_line,
+    render_line_with,
+};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out = PathBuf::from(std::env::args().nth(1).unwrap_or_else(|| "figures".into()));
@@ -30,6 +33,33 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         log_x: true,
     };
     let r = render_line(&line, &out, "bandwidth")?;
+    println!("{} {}", r.png.display(), r.svg.display());
+
+    let rtt = |name: &str, base: f64, after: f64| Series {
+        name: name.to_string(),
+        points: (0..=20)
+            .map(|t| {
+                let t = f64::from(t);
+                Point::new(t, if t < 5.0 { base } else { after })
+            })
+            .collect(),
+    };
+    let small = RenderOptions {
+        width: 640,
+        height: 400,
+        ..RenderOptions::default()
+    };
+    let rtt_chart = LineChart {
+        title: "Client RTT after migration".into(),
+        x_label: "Time (s)".into(),
+        y_label: "RTT (ms)".into(),
+        series: vec![
+            rtt("without handoff", 12.0, 48.0),
+            rtt("with handoff", 12.5, 11.0),
+        ],
+        log_x: false,
+    };
+    let r = render_line_with(&rtt_chart, &out, "rtt", &small)?;
     println!("{} {}", r.png.display(), r.svg.display());
 
     let bars = BarChart {

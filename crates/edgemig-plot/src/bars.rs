@@ -35,7 +35,14 @@ pub fn render_bars(chart: &BarChart, out_dir: &Path, stem: &str) -> Result<Rende
     render_bars_with(chart, out_dir, stem, &RenderOptions::default())
 }
 
-/// Renders `chart` to `out_dir/stem.png` and `out_dir/stem.svg`.
+/// Renders `chart` to `out_dir/stem.png` and `out_dir/stem.svg` (creating
+/// `out_dir`).
+///
+/// `None` values are drawn as "n/a"; NaN or infinite values likewise, and
+/// are counted in [`Rendered::dropped_values`]. Series without any value are
+/// omitted (also from the legend) and listed in [`Rendered::omitted_series`].
+/// No category or no value at all is [`PlotError::NoData`]; a series whose
+/// length differs from the categories' is [`PlotError::ShapeMismatch`].
 pub fn render_bars_with(
     chart: &BarChart,
     out_dir: &Path,
@@ -205,7 +212,7 @@ impl Figure for Prepared<'_> {
                 .pos(Pos::new(HPos::Center, VPos::Bottom))
         });
         let gray = BLACK.mix(0.6);
-        let na_style = TextStyle::from((FontFamily::SansSerif, f64::from(sizes.tick) * 0.7))
+        let na_style = TextStyle::from((FontFamily::SansSerif, f64::from(sizes.tick) * 0.8))
             .color(&gray)
             .pos(Pos::new(HPos::Center, VPos::Bottom));
         let lift = sizes.marker / 2;

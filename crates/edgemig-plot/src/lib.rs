@@ -8,9 +8,9 @@
 //! pattern so they read in grayscale too. Text is drawn with a TrueType font
 //! loaded at run time ([`default_font_path`]: `$EDGEMIG_PLOT_FONT` or DejaVu
 //! Sans from the Debian package `fonts-dejavu-core`), without system font
-//! libraries. How NaN, infinite and missing values are handled is documented
-//! on [`render_line`] and [`render_bars`]'s modules: they are skipped and
-//! counted, never a panic.
+//! libraries. NaN, infinite and missing values are skipped and counted, never
+//! a panic (see [`render_line_with`] and [`render_bars_with`]); a chart with
+//! nothing to draw is [`PlotError::NoData`].
 
 mod bars;
 mod error;

@@ -32,7 +32,14 @@ pub fn render_line(chart: &LineChart, out_dir: &Path, stem: &str) -> Result<Rend
     render_line_with(chart, out_dir, stem, &RenderOptions::default())
 }
 
-/// Renders `chart` to `out_dir/stem.png` and `out_dir/stem.svg`.
+/// Renders `chart` to `out_dir/stem.png` and `out_dir/stem.svg` (creating
+/// `out_dir`).
+///
+/// Points with a NaN or infinite x or y, or x <= 0 on a logarithmic axis,
+/// are dropped and counted in [`Rendered::dropped_values`]; an error bar is
+/// drawn only when both its ends are finite. Series left without points are
+/// omitted (also from the legend) and listed in [`Rendered::omitted_series`].
+/// No point at all is [`PlotError::NoData`]; nothing is written then.
 pub fn render_line_with(
     chart: &LineChart,
     out_dir: &Path,
