@@ -275,7 +275,8 @@ impl fmt::Display for Decision {
         if self.scores.is_empty() {
             return Ok(());
         }
-        write!(f, "\nscores ({} clients):", self.weighted_clients)?;
+        let plural = if self.weighted_clients == 1 { "" } else { "s" };
+        write!(f, "\nscores ({} client{plural}):", self.weighted_clients)?;
         for (i, s) in self.scores.iter().enumerate() {
             let sep = if i == 0 { " " } else { ", " };
             write!(f, "{sep}{} ", s.site)?;

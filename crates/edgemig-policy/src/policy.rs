@@ -138,7 +138,7 @@ impl FollowPolicy {
 }
 
 impl fmt::Display for FollowPolicy {
-    /// `follow (min gain 30%, hold 20s, max 4/h, return after 10m or with 60%, amortise over 15m)`
+    /// `follow (min gain 30%, hold 20s, max 4/h, return within 10m only with 60%, amortise over 15m)`
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
