@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Idempotent machine setup for edgemig on Debian 12 (bookworm), run as root.
 # Installs QEMU >= 10 from bookworm-backports, iproute2, busybox-static, cpio,
-# mptcpd (mptcpize), socat, zstd, etcd-server (directory tests), protobuf-compiler
-# (etcd-client build), fonts-dejavu-core (plots), and extracts the Debian cloud kernel + the guest modules
+# mptcpd (mptcpize), socat, zstd, etcd-server (directory tests), protobuf-compiler +
+# libprotobuf-dev (etcd-client build), fonts-dejavu-core (plots), and extracts the Debian cloud kernel + the guest modules
 # into $EDGEMIG_KERNEL_DIR (default: <repo>/target/guest-kernel).
 # Everything comes from the Debian package archive; nothing else is fetched.
 set -euo pipefail
@@ -45,6 +45,8 @@ for bin in ip:iproute2 busybox:busybox-static cpio:cpio mptcpize:mptcpize socat:
   command -v "${bin%%:*}" >/dev/null || need+=("${bin#*:}")
 done
 [[ -x /bin/busybox ]] || need+=(busybox-static)
+# etcd-client's build compiles etcd's protos, which import Google's well-known types.
+[[ -f /usr/include/google/protobuf/descriptor.proto ]] || need+=(libprotobuf-dev)
 # The plots of `edgemig bench paper` are drawn with this font.
 [[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]] || need+=(fonts-dejavu-core)
 
