@@ -14,8 +14,9 @@
 //! [`Directory::guarded_set_location`], which fail with
 //! [`DirectoryError::LeaseLost`] once it expired or was taken over. A
 //! holder whose `renew` returns `false` (or fails for longer than the TTL)
-//! must stop deciding. When the directory is unreachable, operations fail
-//! with [`DirectoryError::Unavailable`]: decide nothing, leave VMs running.
+//! must stop deciding; [`Renewal`] does the renewing and tells when. When
+//! the directory is unreachable, operations fail with
+//! [`DirectoryError::Unavailable`]: decide nothing, leave VMs running.
 
 mod config;
 mod directory;
@@ -23,6 +24,7 @@ mod embedded;
 mod error;
 mod etcd;
 mod model;
+mod renewal;
 
 pub use config::DirectoryConfig;
 pub use directory::Directory;
@@ -30,3 +32,4 @@ pub use embedded::EmbeddedDirectory;
 pub use error::DirectoryError;
 pub use etcd::{DEFAULT_TIMEOUT, EtcdDirectory};
 pub use model::{Lease, MAX_NAME_LEN, SiteEntry};
+pub use renewal::Renewal;

@@ -9,8 +9,10 @@
 //! the wall-clock time `expires_unix_ms` stored in its file.
 //!
 //! Limits: one machine only (`flock` and the shared wall clock are local;
-//! do not put the root on NFS), and no watch or notification. Blocking file
-//! work runs on tokio's blocking pool.
+//! do not put the root on NFS), no watch or notification, and sites never
+//! expire by themselves. A crash in the middle of a write may leave a
+//! `.<name>.tmp.*` file behind; it is ignored. Blocking file work runs on
+//! tokio's blocking pool.
 
 mod files;
 

@@ -77,3 +77,15 @@ async fn embedded_many_contenders_one_winner() {
         .collect();
     assert_eq!(leftovers, ["vm-many.json"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_stale_copy_of_same_holder() {
+    let (_tmp, a, b) = pair();
+    scenarios::stale_copy_of_same_holder(&a, &b, Duration::from_secs(30)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_renewal_keeps_then_reports_loss() {
+    let (_tmp, a, b) = pair();
+    scenarios::renewal_keeps_then_reports_loss(&a, &b, Duration::from_secs(3)).await;
+}

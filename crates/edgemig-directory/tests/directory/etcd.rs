@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use edgemig_directory::{Directory, DirectoryError, EmbeddedDirectory, EtcdDirectory};
+use edgemig_directory::{Directory, DirectoryError, EmbeddedDirectory, EtcdDirectory, Renewal};
 
 use crate::etcd_server::EtcdServer;
 use crate::scenarios;
@@ -45,6 +45,36 @@ async fn etcd_renew_keeps_lease() {
     let server = EtcdServer::start().await;
     let (a, b) = pair(&server).await;
     scenarios::renew_keeps_lease(&a, &b, Duration::from_secs(3)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_stale_copy_of_same_holder() {
+    let server = EtcdServer::start().await;
+    let (a, b) = pair(&server).await;
+    scenarios::stale_copy_of_same_holder(&a, &b, Duration::from_secs(30)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_renewal_keeps_then_reports_loss() {
+    let server = EtcdServer::start().await;
+    let (a, b) = pair(&server).await;
+    scenarios::renewal_keeps_then_reports_loss(&a, &b, Duration::from_secs(3)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_down_makes_renewal_report_loss() {
+    let mut server = EtcdServer::start().await;
+    let (a, _b) = pair(&server).await;
+    let lease = a
+        .acquire("vm1", "ctl-a", Duration::from_secs(2))
+        .await
+        .unwrap()
+        .expect("free");
+    let mut renewal = Renewal::spawn(a.clone(), lease);
+    assert!(renewal.is_held());
+    server.kill();
+    scenarios::wait_lost(&mut renewal).await;
+    assert_unavailable("check_lease", a.check_lease(renewal.lease()).await);
 }
 
 fn assert_unavailable<T: std::fmt::Debug>(what: &str, r: Result<T, DirectoryError>) {

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use edgemig_directory::{Directory, DirectoryError, Lease};
+use edgemig_directory::{Directory, DirectoryError, Lease, Renewal};
 
 /// Upper bound for polling loops; never asserted as a duration.
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -202,4 +202,51 @@ pub async fn renew_keeps_lease(a: &Directory, b: &Directory, ttl: Duration) {
     }
     a.guarded_set_location(&lease, "site-a").await.unwrap();
     a.release(lease).await.unwrap();
+}
+
+/// A holder that re-acquires after releasing gets a new lease; a copy of
+/// the old one stays refused (fencing is per acquisition, not per name).
+pub async fn stale_copy_of_same_holder(a: &Directory, b: &Directory, ttl: Duration) {
+    let vm = "vm-again";
+    let first = a.acquire(vm, "ctl-a", ttl).await.unwrap().expect("free");
+    let stale = first.clone();
+    a.release(first).await.unwrap();
+    let second = b.acquire(vm, "ctl-a", ttl).await.unwrap().expect("free");
+    assert_ne!(stale, second);
+    assert_lost(a.check_lease(&stale).await);
+    assert_lost(a.guarded_set_location(&stale, "site-x").await);
+    assert!(!a.renew(&stale).await.unwrap());
+    a.release(stale).await.unwrap();
+    b.check_lease(&second).await.unwrap();
+    b.guarded_set_location(&second, "site-b").await.unwrap();
+    assert_eq!(a.location(vm).await.unwrap().as_deref(), Some("site-b"));
+}
+
+/// Waits (bounded) until a renewal reports its lease lost.
+pub async fn wait_lost(renewal: &mut Renewal) {
+    tokio::time::timeout(PATIENCE, renewal.lost())
+        .await
+        .expect("renewal never reported the lease lost");
+    assert!(!renewal.is_held());
+}
+
+/// A background renewal keeps the lease over several TTLs, then reports it
+/// lost once the lease is gone from the directory.
+pub async fn renewal_keeps_then_reports_loss(a: &Directory, b: &Directory, ttl: Duration) {
+    let vm = "vm-bg";
+    let lease = a.acquire(vm, "ctl-a", ttl).await.unwrap().expect("free");
+    let mut renewal = Renewal::spawn(a.clone(), lease);
+    let start = Instant::now();
+    while start.elapsed() < 2 * ttl {
+        tokio::time::sleep(ttl / 4).await;
+        assert!(renewal.is_held());
+        assert!(b.acquire(vm, "ctl-b", ttl).await.unwrap().is_none());
+    }
+    a.guarded_set_location(renewal.lease(), "site-a")
+        .await
+        .unwrap();
+    // Someone (here: a copy of the lease) releases it behind the renewal's back.
+    b.release(renewal.lease().clone()).await.unwrap();
+    wait_lost(&mut renewal).await;
+    assert!(b.acquire(vm, "ctl-b", ttl).await.unwrap().is_some());
 }
