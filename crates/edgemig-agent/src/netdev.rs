@@ -74,6 +74,28 @@ impl Netdev {
         }
     }
 
+    /// Addresses of device `name` (empty when it does not exist).
+    pub async fn addresses_of(&self, name: &str) -> Vec<IpAddr> {
+        use rtnetlink::packet_route::address::AddressAttribute;
+        let Ok(Some(index)) = self.index_of(name).await else {
+            return Vec::new();
+        };
+        let mut addrs = self
+            .handle
+            .address()
+            .get()
+            .set_link_index_filter(index)
+            .execute();
+        let mut out = Vec::new();
+        while let Ok(Some(msg)) = addrs.try_next().await {
+            out.extend(msg.attributes.iter().find_map(|a| match a {
+                AddressAttribute::Address(ip) => Some(*ip),
+                _ => None,
+            }));
+        }
+        out
+    }
+
     /// Bytes sent so far by device `name` (kernel counters).
     pub async fn tx_bytes(&self, name: &str) -> Option<u64> {
         use rtnetlink::packet_route::link::LinkAttribute;

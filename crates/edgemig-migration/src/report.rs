@@ -60,7 +60,9 @@ pub struct MigrationReport {
     pub total_ms: u64,
     /// Guest pause at switchover, ms; null if it never switched over.
     pub downtime_ms: Option<u64>,
-    /// Disk bytes mirrored.
+    /// Disk bytes the mirror processed (QEMU block-job progress: with
+    /// `sync: full`, unallocated areas count though they cost little on
+    /// the wire; with `sync: top`, only the top layer counts).
     pub disk_bytes: u64,
     /// Memory bytes sent.
     pub memory_bytes: u64,

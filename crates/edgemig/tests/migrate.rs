@@ -151,6 +151,24 @@ fn migration_round_trip_keeps_memory_and_disk() {
         paths.iter().all(|p| p["bytes"].as_u64() > Some(1 << 20)),
         "both paths must carry the migration: {report}"
     );
+    // Subflow bytes are attributed to the interface carrying their local
+    // address, and together they carry at least the stream QEMU reports.
+    assert!(
+        paths.iter().all(|p| p["name"]
+            .as_str()
+            .unwrap_or("")
+            .parse::<std::net::IpAddr>()
+            .is_err()),
+        "paths are named after the migration interfaces: {report}"
+    );
+    let on_paths: u64 = paths.iter().filter_map(|p| p["bytes"].as_u64()).sum();
+    // (disk_bytes counts the mirror's progress, zero areas included, so
+    // only the memory stream is a lower bound of what crossed the paths.)
+    let memory = report["memory_bytes"].as_u64().unwrap();
+    assert!(
+        on_paths * 10 >= memory * 9,
+        "paths carried {on_paths} B of a {memory} B memory stream: {report}"
+    );
     assert!(
         vm_names(&tb, "site-a").is_empty(),
         "the source VM must be gone"

@@ -61,6 +61,8 @@ impl Manager {
             options: req.options,
             cancel,
             started: std::time::Instant::now(),
+            meter: None,
+            last_paths: std::sync::Mutex::new(None),
         };
         tracing::info!(vm, to = %req.to, "migration started");
         tokio::spawn(job.run());

@@ -643,12 +643,12 @@ impl Manager {
         self.peer_tls.clone()
     }
 
-    /// Byte counters of the migration interfaces.
-    pub(crate) async fn interface_tx_bytes(&self) -> Vec<(String, u64)> {
+    /// Path names by local address: each migration interface's addresses.
+    pub(crate) async fn path_names(&self) -> Vec<(std::net::IpAddr, String)> {
         let mut out = Vec::new();
         for name in &self.config.migration_interfaces {
-            if let Some(bytes) = self.netdev.tx_bytes(name).await {
-                out.push((name.clone(), bytes));
+            for ip in self.netdev.addresses_of(name).await {
+                out.push((ip, name.clone()));
             }
         }
         out

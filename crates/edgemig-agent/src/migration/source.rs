@@ -14,13 +14,14 @@ use edgemig_api::peer::{
 };
 use edgemig_migration::{
     ConvergenceAction, ConvergenceConfig, ConvergenceMonitor, HostEnv, MigrateOptions,
-    MigrationPlan, MigrationReport, MigrationSample, NetworkReport, PathBytes, Phase,
-    PlannedCompression, ProgressEvent, ReportStatus, plan_migration,
+    MigrationPlan, MigrationReport, MigrationSample, NetworkReport, PathBytes, PathThroughput,
+    Phase, PlannedCompression, ProgressEvent, ReportStatus, plan_migration,
 };
 use edgemig_pki::PeerClient;
 use edgemig_qmp::{KnownEvent, Qmp};
 use tokio::sync::watch;
 
+use super::path_meter::PathMeter;
 use super::qmp_steps;
 use crate::images;
 use crate::manager::{Live, Manager, ManagerError};
@@ -102,6 +103,10 @@ pub struct SourceJob {
     pub(crate) cancel: watch::Receiver<bool>,
     /// When the migration was requested.
     pub(crate) started: Instant,
+    /// Bytes per path (set when the job runs).
+    pub(crate) meter: Option<PathMeter>,
+    /// Last per-path sample, for the per-path throughput of progress events.
+    pub(crate) last_paths: std::sync::Mutex<Option<(Instant, Vec<PathBytes>)>>,
 }
 
 /// The report's view of the destination's handoff status; times move from
@@ -152,9 +157,13 @@ impl SourceJob {
         let mut tally = Tally::default();
         let mut done = Done::default();
         let plan = self.plan();
-        let counters_before = self.manager.interface_tx_bytes().await;
+        self.meter = Some(PathMeter::start(self.manager.path_names().await));
         let result = self.drive(&plan, &mut done, &mut tally).await;
-        let counters_after = self.manager.interface_tx_bytes().await;
+        let meter = self.meter.take();
+        if let Some(error) = meter.as_ref().and_then(PathMeter::error) {
+            tracing::warn!(vm = %self.vm, %error, "per-path byte counts incomplete");
+        }
+        let paths = meter.map(PathMeter::finish).unwrap_or_default();
         let (status, error) = match &result {
             Ok(()) => (ReportStatus::Completed, None),
             Err(e) => {
@@ -169,18 +178,6 @@ impl SourceJob {
                 (status, Some(text))
             }
         };
-        let paths = counters_after
-            .iter()
-            .map(|(name, after)| PathBytes {
-                name: name.clone(),
-                bytes: after.saturating_sub(
-                    counters_before
-                        .iter()
-                        .find(|(n, _)| n == name)
-                        .map_or(0, |(_, b)| *b),
-                ),
-            })
-            .collect();
         let report = MigrationReport {
             status,
             total_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
@@ -236,11 +233,45 @@ impl SourceJob {
                 bytes_done: done,
                 bytes_left: left,
                 throughput_bps: bps,
-                paths: Vec::new(),
+                paths: self.path_throughput(),
                 dirty_rate_bps: dirty_bps,
                 eta_ms,
             },
         );
+    }
+
+    /// Throughput per path since the previous progress event.
+    fn path_throughput(&self) -> Vec<PathThroughput> {
+        let Some(meter) = &self.meter else {
+            return Vec::new();
+        };
+        let now = (Instant::now(), meter.paths());
+        let mut last = self
+            .last_paths
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let out = match last.as_ref() {
+            Some((at, before)) => {
+                let secs = now.0.duration_since(*at).as_secs_f64().max(1e-3);
+                now.1
+                    .iter()
+                    .map(|p| {
+                        let prev = before
+                            .iter()
+                            .find(|b| b.name == p.name)
+                            .map_or(0, |b| b.bytes);
+                        PathThroughput {
+                            name: p.name.clone(),
+                            throughput_bps: (p.bytes.saturating_sub(prev) as f64 * 8.0 / secs)
+                                as u64,
+                        }
+                    })
+                    .collect()
+            }
+            None => Vec::new(),
+        };
+        *last = Some(now);
+        out
     }
 
     fn peer(&self) -> Result<PeerClient, SourceError> {
@@ -334,6 +365,13 @@ impl SourceJob {
             .peer_call(Method::POST, "/v1/peer/incoming", Some(&request))
             .await?;
         done.dest_prepared = true;
+        if let Some(meter) = &self.meter {
+            let ports: Vec<u16> = [Some(ready.memory_port), ready.nbd_port]
+                .into_iter()
+                .flatten()
+                .collect();
+            meter.watch_ports(&ports);
+        }
         let ours = qmp.version();
         if !compatible_qemu(&ready.qemu_version, ours.major) {
             return Err(SourceError::Migration(format!(
