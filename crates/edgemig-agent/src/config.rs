@@ -75,6 +75,12 @@ pub struct SiteConfig {
     /// TLS files for agent-to-agent connections.
     #[serde(default)]
     pub tls: Option<TlsFiles>,
+    /// The site directory shared by the sites' agents (which sites exist,
+    /// which VM runs where, one controller lease per VM); needed by VMs
+    /// with the `follow` policy. `backend = "embedded"` with `path` (one
+    /// machine), or `backend = "etcd"` with `endpoints` and `prefix`.
+    #[serde(default)]
+    pub directory: Option<edgemig_directory::DirectoryConfig>,
 }
 
 /// Another site's agent.

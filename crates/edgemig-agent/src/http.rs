@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use edgemig_api::peer::{IncomingReady, IncomingRequest, IncomingStatus};
+use edgemig_api::policy::{PolicySpec, ProbeReply, ProbeRequest};
 use edgemig_api::{
     ApiErrorBody, ErrorCode, ImageImport, ImageInfo, MigrateRequest, MigrationView, SiteInfo,
     VmCreate, VmInfo,
@@ -94,6 +95,7 @@ pub fn router(manager: Arc<Manager>) -> Router {
         .route("/v1/vms/{name}/start", post(start))
         .route("/v1/vms/{name}/stop", post(stop))
         .route("/v1/vms/{name}/guest", post(guest))
+        .route("/v1/vms/{name}/policy", axum::routing::put(set_policy))
         .route("/v1/vms/{name}/migrate", post(migrate))
         .route("/v1/vms/{name}/migrate/cancel", post(cancel_migration))
         .route("/v1/migrations", get(migrations))
@@ -161,6 +163,15 @@ async fn guest(
     Ok(Json(m.guest(&name, request).await?))
 }
 
+async fn set_policy(
+    State(m): Shared,
+    Path(name): Path<String>,
+    body: Result<Json<PolicySpec>, JsonRejection>,
+) -> ApiResult<VmInfo> {
+    let Json(spec) = body?;
+    Ok(Json(m.set_policy(&name, spec).await?))
+}
+
 async fn migrate(
     State(m): Shared,
     Path(name): Path<String>,
@@ -190,6 +201,7 @@ pub fn peer_router(manager: Arc<Manager>) -> Router {
         .route("/v1/peer/incoming/{name}/resume", post(peer_resume))
         .route("/v1/peer/incoming/{name}/abort", post(peer_abort))
         .route("/v1/peer/tunnels/{vni}/close", post(peer_close_tunnel))
+        .route("/v1/peer/probe", post(peer_probe))
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "No such route".into()) })
         .layer(axum::middleware::from_fn(edgemig_pki::require_protocol))
         .with_state(manager)
@@ -208,6 +220,14 @@ async fn peer_incoming(
         ));
     }
     Ok(Json(m.prepare_incoming(req).await?))
+}
+
+async fn peer_probe(
+    State(m): Shared,
+    body: Result<Json<ProbeRequest>, JsonRejection>,
+) -> ApiResult<ProbeReply> {
+    let Json(req) = body?;
+    Ok(Json(m.probe(req).await?))
 }
 
 async fn peer_status(State(m): Shared, Path(name): Path<String>) -> ApiResult<IncomingStatus> {

@@ -4,6 +4,7 @@
 
 pub mod arp_probe;
 pub mod config;
+pub mod follow;
 pub mod guest_channel;
 pub mod host;
 pub mod http;

@@ -43,6 +43,9 @@ pub enum AgentError {
     /// Re-attaching to running VMs failed.
     #[error("Cannot re-attach to running VMs")]
     Reattach(#[source] ManagerError),
+    /// The site directory's config is unusable.
+    #[error("Cannot open the site directory")]
+    Directory(#[source] edgemig_directory::DirectoryError),
     /// The API socket could not be bound.
     #[error("Cannot listen on {path}")]
     Bind {

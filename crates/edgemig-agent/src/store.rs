@@ -95,6 +95,7 @@ mod tests {
             gateway: None,
             active_nic: 0,
             next_address: None,
+            follow: None,
             state: VmState::Running,
             pid: Some(42),
         }

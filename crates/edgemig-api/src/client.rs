@@ -15,6 +15,7 @@ use tokio::net::UnixStream;
 use crate::API_PREFIX;
 use crate::images::{ImageImport, ImageInfo};
 use crate::migration::{MigrateRequest, MigrationView};
+use crate::policy::PolicySpec;
 use crate::types::{ApiErrorBody, ErrorCode, SiteInfo, VmCreate, VmInfo};
 
 /// Errors of [`ApiClient`].
@@ -146,6 +147,12 @@ impl ApiClient {
         request: &GuestRequest,
     ) -> Result<GuestReply, ClientError> {
         self.call(Method::POST, &format!("/vms/{name}/guest"), Some(request))
+            .await
+    }
+
+    /// `PUT /v1/vms/{name}/policy`: sets (replaces) the VM's policy.
+    pub async fn set_policy(&self, name: &str, spec: &PolicySpec) -> Result<VmInfo, ClientError> {
+        self.call(Method::PUT, &format!("/vms/{name}/policy"), Some(spec))
             .await
     }
 

@@ -6,11 +6,13 @@ pub mod client;
 pub mod images;
 pub mod migration;
 pub mod peer;
+pub mod policy;
 pub mod types;
 
 pub use client::{ApiClient, ClientError};
 pub use images::{ImageImport, ImageInfo};
 pub use migration::{MigrateRequest, MigrationView};
+pub use policy::{PolicySpec, PolicyView};
 pub use types::*;
 
 /// Prefix of every route; bumped when a change breaks clients.

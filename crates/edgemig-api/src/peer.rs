@@ -11,7 +11,7 @@ pub const PEER_PROTOCOL: u32 = 2;
 pub const PROTOCOL_HEADER: &str = "x-edgemig-protocol";
 
 /// What the destination must recreate.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IncomingVm {
     /// VM name (kept across the migration).
@@ -37,6 +37,10 @@ pub struct IncomingVm {
     pub disk_top_bytes: u64,
     /// Bytes the base image takes (sent too when the destination lacks it).
     pub disk_base_bytes: u64,
+    /// The VM's follow policy and its decision state (hold, history), so
+    /// the destination's controller carries on where the source left off.
+    #[serde(default)]
+    pub follow: Option<crate::policy::FollowState>,
 }
 
 /// `POST /v1/peer/incoming`.

@@ -108,6 +108,9 @@ pub struct VmInfo {
     pub nics: Vec<NicInfo>,
     /// The guest agent, once it reported ready in this run of QEMU.
     pub guest: Option<AgentInfo>,
+    /// The VM's placement policy, if one was set.
+    #[serde(default)]
+    pub policy: Option<crate::policy::PolicyView>,
     /// Path of the serial console log.
     pub serial_log: String,
     /// Path of the QMP socket.

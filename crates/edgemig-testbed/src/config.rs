@@ -51,6 +51,23 @@ pub struct TestbedConfig {
     /// Clients with access links to sites.
     #[serde(rename = "client", default)]
     pub clients: Vec<ClientSpec>,
+    /// The site directory the agents share (for the follow policy):
+    /// `"embedded"` (default: files in the testbed's directory) or
+    /// `"etcd"` (the testbed runs a real etcd in the first site's
+    /// namespace; the other sites reach it over the paths).
+    #[serde(default)]
+    pub directory: DirectoryKind,
+}
+
+/// Backend of the testbed's site directory.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DirectoryKind {
+    /// Shared files on this machine.
+    #[default]
+    Embedded,
+    /// A real etcd (Debian package etcd-server) started by the testbed.
+    Etcd,
 }
 
 /// One edge site.

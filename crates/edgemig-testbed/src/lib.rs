@@ -6,13 +6,14 @@
 
 pub mod config;
 pub mod control;
+pub mod etcd;
 pub mod lifecycle;
 pub mod nl;
 pub mod plan;
 pub mod process;
 pub mod state;
 
-pub use config::{ConfigError, TestbedConfig};
+pub use config::{ConfigError, DirectoryKind, TestbedConfig};
 pub use edgemig_linkemu::units;
 pub use lifecycle::{DownReport, TestbedError, UpOptions, down, up};
 pub use plan::{Plan, plan};

@@ -13,6 +13,7 @@ use edgemig_linkemu::units::parse_rate;
 use crate::config::TestbedConfig;
 use crate::nl::{NlError, NsNetlink};
 use crate::plan::{LinkEnd, Plan, plan, valid_testbed_name};
+use crate::config::DirectoryKind;
 use crate::process::{self, ProcessError};
 use crate::state::{LinkState, ProcessRecord, SiteState, StateError, TestbedState, testbed_dir};
 
@@ -62,6 +63,9 @@ pub enum TestbedError {
     /// A process failed.
     #[error(transparent)]
     Process(#[from] ProcessError),
+    /// The etcd directory cannot run.
+    #[error("{0}")]
+    Etcd(String),
     /// File system problem.
     #[error("Cannot {what} {path}")]
     Io {
@@ -208,6 +212,19 @@ async fn build(opts: &UpOptions, state: &mut TestbedState) -> Result<(), Testbed
                 .add_route(link.vm_subnet, link.site.addr.addr())
                 .await?;
         }
+        // Each site reaches every address of the client through its own
+        // access link to it (as a real site reaches a client's address
+        // across the Internet), so the follow policy's probes from a site
+        // measure that site's distance whichever address the VM sees.
+        for link in &client.links {
+            for other in client.links.iter().filter(|o| o.name != link.name) {
+                let host = ipnet::Ipv4Net::new(other.client.addr.addr(), 32)
+                    .unwrap_or(other.client.addr);
+                NsNetlink::open(&link.site.netns)?
+                    .add_route(host, link.client.addr.addr())
+                    .await?;
+            }
+        }
     }
     setup_mptcp(&plan)?;
     let pki_dir = state.dir.join("pki");
@@ -224,6 +241,13 @@ async fn build(opts: &UpOptions, state: &mut TestbedState) -> Result<(), Testbed
         })
         .collect();
     let certs = edgemig_pki::create_testbed_pki(&pki_dir, &sites).map_err(TestbedError::Pki)?;
+    if opts.config.directory == DirectoryKind::Etcd {
+        let pid = crate::etcd::start(&plan, &state.dir)?;
+        state.processes.push(ProcessRecord {
+            role: "etcd".into(),
+            pid,
+        });
+    }
     for (site, files) in plan.sites.iter().zip(&certs) {
         start_agent(opts, state, &plan, site, files).await?;
     }
@@ -356,6 +380,26 @@ fn nix_ifindex(name: &str) -> Option<u32> {
     (index != 0).then_some(index)
 }
 
+/// The `[directory]` table of a site's agent config.
+fn directory_section(
+    opts: &UpOptions,
+    plan: &Plan,
+    site: &str,
+    dir: &Path,
+) -> Result<String, TestbedError> {
+    Ok(match opts.config.directory {
+        DirectoryKind::Embedded => format!(
+            "[directory]\nbackend = \"embedded\"\npath = {:?}\n",
+            dir.join("directory").display().to_string()
+        ),
+        DirectoryKind::Etcd => format!(
+            "[directory]\nbackend = \"etcd\"\nendpoints = {:?}\nprefix = \"/edgemig/{}\"\n",
+            crate::etcd::endpoints(plan, site)?,
+            plan.name
+        ),
+    })
+}
+
 async fn start_agent(
     opts: &UpOptions,
     state: &mut TestbedState,
@@ -396,7 +440,8 @@ async fn start_agent(
          [tls]\n\
          ca = {ca:?}\n\
          cert = {cert:?}\n\
-         key = {key:?}\n",
+         key = {key:?}\n\
+         {directory}",
         testbed = plan.name,
         name = site.name,
         api = api_socket.display().to_string(),
@@ -410,6 +455,7 @@ async fn start_agent(
         ca = tls.ca.display().to_string(),
         cert = tls.cert.display().to_string(),
         key = tls.key.display().to_string(),
+        directory = directory_section(opts, plan, &site.name, &state.dir)?,
     );
     // Each other site is reached at its end of the first path between the two.
     for other in plan.sites.iter().filter(|o| o.name != site.name) {

@@ -133,6 +133,7 @@ impl Manager {
             gateway: Some(gateway),
             active_nic: vm.active_nic,
             next_address: Some(next_address),
+            follow: vm.follow.clone(),
             state: VmState::Incoming,
             pid: None,
         };

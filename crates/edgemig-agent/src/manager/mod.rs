@@ -16,8 +16,10 @@ mod handoff;
 mod images;
 mod incoming;
 mod migrate;
+mod policy;
 
 pub use incoming::ports;
+pub(crate) use policy::unix_ms;
 
 use edgemig_pki::{PeerTls, SiteFiles};
 
@@ -141,6 +143,12 @@ pub struct Manager {
     pub(crate) tunnel_sources: std::sync::Mutex<HashMap<String, String>>,
     /// VMs that arrived with the handoff turned off.
     pub(crate) skip_handoff: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// The site directory, when configured.
+    pub(crate) directory: Option<edgemig_directory::Directory>,
+    /// What the follow controller is doing about each VM, in words.
+    pub(crate) follow_status: std::sync::Mutex<HashMap<String, String>>,
+    /// Serializes peer probe requests (bounded work for other sites).
+    pub(crate) probe_gate: Mutex<()>,
 }
 
 fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ManagerError {
@@ -182,11 +190,18 @@ impl Manager {
             None => None,
         };
         let migrations = Registry::open(config.state_dir.join("migrations.jsonl"));
+        let directory = match &config.directory {
+            Some(d) => Some(d.connect().await.map_err(AgentError::Directory)?),
+            None => None,
+        };
         let manager = Arc::new(Self {
             handoffs: std::sync::Mutex::new(HashMap::new()),
             tunnel_sources: std::sync::Mutex::new(HashMap::new()),
             skip_handoff: std::sync::Mutex::new(std::collections::HashSet::new()),
             migrations,
+            directory,
+            follow_status: std::sync::Mutex::new(HashMap::new()),
+            probe_gate: Mutex::new(()),
             images: ImageCache::new(config.state_dir.join("images")),
             peer_tls,
             config,
@@ -198,6 +213,7 @@ impl Manager {
             ops: Mutex::new(()),
         });
         manager.reattach_all().await.map_err(AgentError::Reattach)?;
+        crate::follow::start(&manager);
         Ok(manager)
     }
 
@@ -250,6 +266,7 @@ impl Manager {
             pid: record.pid,
             nics,
             guest: live.and_then(|l| l.guest.agent()),
+            policy: self.policy_view(record),
             serial_log: files.serial_log().display().to_string(),
             qmp_socket: files.qmp().display().to_string(),
         }
@@ -346,6 +363,7 @@ impl Manager {
             gateway: Some(net.gateway()),
             active_nic: 0,
             next_address: None,
+            follow: None,
             state: VmState::Stopped,
             pid: None,
         };

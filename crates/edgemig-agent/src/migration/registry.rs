@@ -74,6 +74,11 @@ impl Registry {
         Some(rx)
     }
 
+    /// Whether a migration of `vm` runs now.
+    pub fn is_running(&self, vm: &str) -> bool {
+        lock(&self.running).contains_key(vm)
+    }
+
     /// Records progress of `vm`'s migration.
     pub fn progress(&self, vm: &str, event: ProgressEvent) {
         if let Some(r) = lock(&self.running).get_mut(vm) {

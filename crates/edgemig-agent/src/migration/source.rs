@@ -352,6 +352,7 @@ impl SourceJob {
                     .as_deref()
                     .and_then(|d| self.manager.images.get(d))
                     .map_or(0, |b| b.file_bytes),
+                follow: record.follow.clone(),
             },
             source_site: self.manager.config.site.clone(),
             mptcp,

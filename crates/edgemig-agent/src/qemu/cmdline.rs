@@ -176,6 +176,7 @@ mod tests {
             gateway: None,
             active_nic: 0,
             next_address: None,
+            follow: None,
             state: VmState::Stopped,
             pid: None,
         };

@@ -7,7 +7,7 @@ use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
 /// What the store keeps about one VM.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VmRecord {
     /// Unique name at this site.
     pub name: String,
@@ -40,6 +40,9 @@ pub struct VmRecord {
     /// At a migration destination: the address at this site the VM moves to.
     #[serde(default)]
     pub next_address: Option<Ipv4Addr>,
+    /// The `follow` policy and its decision state, when set.
+    #[serde(default)]
+    pub follow: Option<edgemig_api::policy::FollowState>,
     /// Last known lifecycle state.
     pub state: VmState,
     /// QEMU pid while running.
@@ -142,6 +145,7 @@ mod tests {
             gateway: None,
             active_nic: 0,
             next_address: None,
+            follow: None,
             state: VmState::Stopped,
             pid: None,
         };

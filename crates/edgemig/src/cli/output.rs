@@ -68,6 +68,18 @@ pub fn vm_details(vm: &VmInfo) {
             nic.address.as_deref().unwrap_or("-")
         );
     }
+    if let Some(policy) = &vm.policy {
+        match &policy.spec {
+            edgemig_api::PolicySpec::Follow(p) => println!("policy:     {p}"),
+            edgemig_api::PolicySpec::None => println!("policy:     none"),
+        }
+        println!("controller: {}", policy.status);
+        if let Some(why) = &policy.explanation {
+            for line in why.lines() {
+                println!("decision:   {line}");
+            }
+        }
+    }
     println!("serial log: {}", vm.serial_log);
     println!("qmp:        {}", vm.qmp_socket);
 }

@@ -1,7 +1,8 @@
 //! `edgemig vm ...`: VM lifecycle at the local site.
 
 use clap::Subcommand;
-use edgemig_api::{ApiClient, VmCreate};
+use edgemig_api::{ApiClient, PolicySpec, VmCreate};
+use edgemig_policy::FollowPolicy;
 
 use super::guest::GuestCommand;
 use super::output;
@@ -49,6 +50,26 @@ pub enum VmCommand {
     Show {
         /// VM name.
         name: String,
+    },
+    /// Set the VM's placement policy: `follow` keeps it at the site nearest
+    /// its clients (migrating it with handoff when another site is clearly
+    /// and stably better); `none` leaves it where it is. The last one set
+    /// stands; `vm show` explains the last decision.
+    Policy {
+        /// VM name.
+        name: String,
+        /// `follow` or `none`.
+        #[arg(value_parser = ["follow", "none"])]
+        mode: String,
+        /// Least relative RTT gain worth a move, e.g. 30% or 0.3.
+        #[arg(long)]
+        min_gain: Option<String>,
+        /// How long another site must stay that much better, e.g. 20s.
+        #[arg(long)]
+        hold: Option<String>,
+        /// Most policy migrations in any hour.
+        #[arg(long)]
+        max_per_hour: Option<u32>,
     },
     /// Ask the VM's guest agent to run a workload or check one.
     Guest {
@@ -98,6 +119,16 @@ pub async fn run(client: &ApiClient, cmd: VmCommand, json: bool) -> anyhow::Resu
             return Ok(());
         }
         VmCommand::Show { name } => client.vm(&name).await?,
+        VmCommand::Policy {
+            name,
+            mode,
+            min_gain,
+            hold,
+            max_per_hour,
+        } => {
+            let spec = policy_spec(&mode, min_gain.as_deref(), hold.as_deref(), max_per_hour)?;
+            client.set_policy(&name, &spec).await?
+        }
         VmCommand::Guest { name, request } => {
             return super::guest::run(client, &name, request, json).await;
         }
@@ -107,5 +138,52 @@ pub async fn run(client: &ApiClient, cmd: VmCommand, json: bool) -> anyhow::Resu
     } else {
         output::vm_details(&info);
         Ok(())
+    }
+}
+
+/// The policy the `vm policy` flags ask for (defaults for what is absent).
+fn policy_spec(
+    mode: &str,
+    min_gain: Option<&str>,
+    hold: Option<&str>,
+    max_per_hour: Option<u32>,
+) -> anyhow::Result<PolicySpec> {
+    if mode == "none" {
+        anyhow::ensure!(
+            min_gain.is_none() && hold.is_none() && max_per_hour.is_none(),
+            "--min-gain, --hold and --max-per-hour only go with `follow`"
+        );
+        return Ok(PolicySpec::None);
+    }
+    let mut policy = FollowPolicy::default();
+    if let Some(g) = min_gain {
+        policy.min_gain = edgemig_policy::parse_gain(g)?;
+    }
+    if let Some(h) = hold {
+        policy.hold_ms = edgemig_policy::parse_duration_ms(h)?;
+    }
+    if let Some(n) = max_per_hour {
+        policy.max_per_hour = n;
+    }
+    policy.validate()?;
+    Ok(PolicySpec::Follow(policy))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy_flags_become_a_spec() {
+        let PolicySpec::Follow(p) = policy_spec("follow", Some("50%"), Some("4s"), Some(9)).unwrap()
+        else {
+            panic!("not follow")
+        };
+        assert_eq!((p.min_gain, p.hold_ms, p.max_per_hour), (0.5, 4000, 9));
+        assert_eq!(policy_spec("none", None, None, None).unwrap(), PolicySpec::None);
+        assert!(policy_spec("none", Some("10%"), None, None).is_err());
+        assert!(policy_spec("follow", Some("150%"), None, None).is_err());
+        assert!(policy_spec("follow", None, Some("soon"), None).is_err());
+        assert!(policy_spec("follow", None, None, Some(0)).is_err());
     }
 }
