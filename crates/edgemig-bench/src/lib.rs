@@ -5,6 +5,7 @@
 pub mod base_image;
 pub mod cpu;
 pub mod demo;
+pub mod follow;
 pub mod handoff;
 pub mod links;
 pub mod migrate;
@@ -12,6 +13,7 @@ pub mod session;
 pub mod tools;
 
 pub use demo::{DemoOptions, DemoSummary, run_demo};
+pub use follow::{FollowBenchOptions, FollowBenchReport, run_follow_bench};
 pub use handoff::{HandoffOptions, HandoffReport, run_handoff_bench};
 pub use links::{LinksOptions, LinksReport, LinksRun, run_links};
 pub use migrate::{

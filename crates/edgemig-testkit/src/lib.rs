@@ -3,6 +3,7 @@
 //! drop (also when the test fails), and readiness polling.
 
 mod agent;
+mod client;
 mod mount;
 mod netns;
 mod paths;
@@ -11,6 +12,7 @@ mod topology;
 mod wait;
 
 pub use agent::TestAgent;
+pub use client::TrafficClient;
 pub use mount::SmallTmpfs;
 pub use netns::{NetNs, exists as netns_exists};
 pub use paths::{guest_image_dir, workspace_target};

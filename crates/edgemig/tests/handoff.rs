@@ -6,7 +6,7 @@
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use edgemig_testkit::{TestTestbed, kill, two_sites, wait_until, workspace_target};
+use edgemig_testkit::{TestTestbed, TrafficClient, two_sites, wait_until};
 use serde_json::Value;
 
 fn cli_path() -> &'static std::path::Path {
@@ -23,54 +23,6 @@ fn site_json(tb: &TestTestbed, site: &str, args: &[&str]) -> Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).expect("JSON")
-}
-
-/// A traffic client running in alice's namespace.
-struct Client(Option<Child>);
-
-impl Client {
-    fn start(tb: &TestTestbed, target: &str, mode: &str, tcp: bool, seconds: u32) -> Self {
-        let tool = workspace_target().join("x86_64-unknown-linux-gnu/release/edgemig-guest");
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &tb.netns("alice")]).arg(tool);
-        cmd.args(["client", "--connect", target]);
-        if tcp {
-            cmd.arg("--tcp");
-        }
-        cmd.args([mode, "--duration", &seconds.to_string(), "--json"]);
-        let child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start client");
-        Self(Some(child))
-    }
-
-    /// Waits for the client's end and returns its summary.
-    fn summary(mut self) -> Value {
-        let out: Output = self
-            .0
-            .take()
-            .expect("client")
-            .wait_with_output()
-            .expect("client output");
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        serde_json::from_str(text.lines().last().unwrap_or_default()).unwrap_or_else(|_| {
-            panic!(
-                "no summary: {text} {}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        })
-    }
-}
-
-impl Drop for Client {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            kill(c.id(), libc::SIGKILL);
-            let _ = c.wait();
-        }
-    }
 }
 
 /// A stock program made MPTCP by `mptcpize` (Debian's LD_PRELOAD wrapper):
@@ -181,16 +133,16 @@ fn clients_stay_connected_and_move_to_the_new_address() {
         "the guest's service from alice",
         Duration::from_secs(30),
         || {
-            let c = Client::start(&tb, old, "echo", false, 1);
+            let c = TrafficClient::start(&tb, "alice", old, "echo", false, 1);
             (c.summary()["errors"] == 0).then_some(())
         },
     )
     .unwrap_or_else(|e| panic!("{e}"));
 
     let stock = StockClient::start(&tb, old);
-    let echo = Client::start(&tb, old, "echo", false, 25);
-    let bulk = Client::start(&tb, old, "bulk", false, 25);
-    let plain = Client::start(&tb, old, "echo", true, 12);
+    let echo = TrafficClient::start(&tb, "alice", old, "echo", false, 25);
+    let bulk = TrafficClient::start(&tb, "alice", old, "bulk", false, 25);
+    let plain = TrafficClient::start(&tb, "alice", old, "echo", true, 12);
     std::thread::sleep(Duration::from_secs(2));
     let report = migrate(&tb, "site-a", "site-b");
     assert_eq!(report["status"], "completed", "{report}");
@@ -262,7 +214,7 @@ fn clients_stay_connected_and_move_to_the_new_address() {
         .next()
         .unwrap()
         .to_string();
-    let direct = Client::start(&tb, &format!("{new_addr}:7000"), "echo", false, 1).summary();
+    let direct = TrafficClient::start(&tb, "alice", &format!("{new_addr}:7000"), "echo", false, 1).summary();
     assert_eq!(direct["errors"], 0, "{direct}");
     let back = migrate(&tb, "site-b", "site-a");
     assert_eq!(back["status"], "completed", "{back}");

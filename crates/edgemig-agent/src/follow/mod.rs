@@ -81,6 +81,10 @@ impl Manager {
             .collect();
         for vm in gone {
             if self.migrations.is_running(&vm) {
+                // Keep the lease until the migration's outcome is known.
+                if let Some(lease) = leases.get(&vm) {
+                    let _ = directory.renew(lease).await;
+                }
                 continue;
             }
             if let Some(lease) = leases.remove(&vm) {
@@ -111,9 +115,6 @@ impl Manager {
     ) -> String {
         let vm = &record.name;
         let site = &self.config.site;
-        if self.migrations.is_running(vm) {
-            return "migration running".into();
-        }
         // The lease first: without it, nothing is decided.
         let lease = match leases.remove(vm) {
             Some(lease) => match directory.renew(&lease).await {
@@ -138,6 +139,10 @@ impl Manager {
                 }
             },
         };
+        if self.migrations.is_running(vm) {
+            leases.insert(vm.clone(), lease);
+            return "migration running".into();
+        }
         if directory.location(vm).await.ok().flatten().as_deref() != Some(site.as_str()) {
             let _ = directory.guarded_set_location(&lease, site).await;
         }

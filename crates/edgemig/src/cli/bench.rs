@@ -16,6 +16,9 @@ use super::output;
 /// Benchmarks.
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
+    /// The follow policy on a commuting client against never migrating and
+    /// migrating at every change: excess RTT, migrations, bytes moved.
+    Follow(super::bench_follow::FollowArgs),
     /// The testbed's emulated links: throughput and RTT vs configured, emulator
     /// CPU, MPTCP over all paths vs TCP over one.
     Links {
@@ -83,6 +86,7 @@ pub enum BenchCommand {
 /// Runs a benchmark.
 pub async fn run(cmd: BenchCommand, json: bool) -> anyhow::Result<()> {
     let (config, seconds, sweep, tool) = match cmd {
+        BenchCommand::Follow(args) => return super::bench_follow::run(args, json).await,
         BenchCommand::Links {
             config,
             seconds,

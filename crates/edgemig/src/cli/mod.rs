@@ -2,6 +2,7 @@
 
 mod base_image;
 mod bench;
+mod bench_follow;
 mod demo;
 mod guest;
 mod image;
