@@ -72,7 +72,16 @@ pub fn run(opts: &AgentOptions) -> ! {
     if let Err(e) = crate::net::set_mptcp_limits() {
         eprintln!("edgemig-guest: MPTCP limits not set: {e}");
     }
+    if !crate::net::has_net_admin() {
+        eprintln!(
+            "edgemig-guest: no CAP_NET_ADMIN: the kernel withholds MPTCP tokens, \
+             so NetStatus counts each subflow as a connection of its own"
+        );
+    }
     let agent = Agent::new(agent_info());
+    if let Err(e) = crate::net::watch::spawn(std::sync::Arc::clone(agent.planner())) {
+        eprintln!("edgemig-guest: link watcher not started (plans apply only at staging): {e}");
+    }
     eprintln!(
         "edgemig-guest: agent {} (protocol {}) up at {} ms",
         agent.info().version,

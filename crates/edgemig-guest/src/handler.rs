@@ -3,12 +3,13 @@
 //! of the same id. Slow requests (memory verification, disk I/O) run on
 //! their own thread so quick ones (Hello, MemStatus) are answered meanwhile;
 //! disk requests are serialized among themselves, and so are network
-//! changes (NicUp, NicRetire).
+//! changes (NicUp, NicRetire, NicPlan and the plans the link watcher
+//! applies).
 
 use crate::ballast::Ballast;
 use crate::disk::{self, Region};
 use crate::memwriter::MemWriter;
-use crate::net;
+use crate::net::{self, Planner};
 use edgemig_guest_proto::{
     AgentInfo, DEFAULT_DATA_DISK, GuestEvent, GuestMessage, GuestOutcome, GuestReply, GuestRequest,
     HostMessage,
@@ -43,23 +44,35 @@ pub struct Agent {
     disk: Arc<Mutex<()>>,
     ballast: Arc<Ballast>,
     net: Arc<Mutex<()>>,
+    planner: Arc<Planner>,
 }
 
 impl Agent {
-    /// An agent announcing `info`.
+    /// An agent announcing `info`. Staged NIC plans are applied at staging
+    /// when the carrier is up; to apply them on later carrier changes,
+    /// start the link watcher with [`Agent::planner`]
+    /// ([`net::watch::spawn`]).
     pub fn new(info: AgentInfo) -> Self {
+        let net = Arc::new(Mutex::new(()));
+        let planner = Arc::new(Planner::new(Arc::clone(&net), info.boot_ms));
         Self {
             info,
             mem: Arc::new(MemWriter::new()),
             disk: Arc::new(Mutex::new(())),
             ballast: Arc::new(Ballast::default()),
-            net: Arc::new(Mutex::new(())),
+            net,
+            planner,
         }
     }
 
     /// The agent's identity.
     pub fn info(&self) -> &AgentInfo {
         &self.info
+    }
+
+    /// The agent's staged NIC plans.
+    pub fn planner(&self) -> &Arc<Planner> {
+        &self.planner
     }
 }
 
@@ -166,14 +179,30 @@ fn respond(writer: &SharedWriter, id: u64, outcome: GuestOutcome) -> Result<(), 
     send(writer, &GuestMessage::Response { id, outcome })
 }
 
-fn outcome<T, E: std::fmt::Display>(
+fn outcome<T, E: std::error::Error>(
     r: Result<T, E>,
     ok: impl FnOnce(T) -> GuestReply,
 ) -> GuestOutcome {
     match r {
         Ok(v) => GuestOutcome::Ok(ok(v)),
-        Err(e) => GuestOutcome::Error(e.to_string()),
+        Err(e) => GuestOutcome::Error(error_chain(&e)),
     }
+}
+
+/// An error and its causes, `: `-separated; a cause an outer message
+/// already spells out is not repeated.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = c.source();
+    }
+    text
 }
 
 /// Handles one request: quick ones inline, slow ones on a thread.
@@ -251,11 +280,31 @@ fn handle(msg: HostMessage, writer: &SharedWriter, agent: &Agent) -> Result<(), 
         }
         GuestRequest::NicRetire { nic } => {
             let lock = Arc::clone(&agent.net);
+            let planner = Arc::clone(&agent.planner);
             background(writer, id, move || {
                 let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+                planner.forget(&nic);
                 outcome(net::nic_retire(&nic), GuestReply::Nic)
             })
         }
+        GuestRequest::NicPlan {
+            nic,
+            address,
+            gateway,
+        } => {
+            let planner = Arc::clone(&agent.planner);
+            background(writer, id, move || {
+                outcome(
+                    planner.stage(&nic, &address, &gateway),
+                    GuestReply::NicPlan,
+                )
+            })
+        }
+        GuestRequest::NicPlans => respond(
+            writer,
+            id,
+            GuestOutcome::Ok(GuestReply::NicPlans(agent.planner.report())),
+        ),
         GuestRequest::NetStatus => respond(writer, id, outcome(net::net_status(), GuestReply::Net)),
     }
 }

@@ -1,132 +1,351 @@
-//! Established TCP connections by local IPv4 address, from
-//! `/proc/thread-self/net/tcp` and `tcp6` (v4-mapped addresses): MPTCP
-//! subflows are TCP sockets and are listed there, one line each.
-//! Loopback (127.0.0.0/8) is left out.
+//! Exact connection accounting: the guest's established TCP sockets listed
+//! through sock_diag ([`edgemig_sockdiag`]), MPTCP subflows grouped into
+//! their connections by token, each connection reported with its peer,
+//! its local addresses, its best RTT and its byte count ([`NetReport`]).
+//!
+//! Loopback, listening and not-established sockets are left out. Grouping
+//! needs the MPTCP tokens, which the kernel only reports to a caller with
+//! `CAP_NET_ADMIN` (the agent runs as root in the guest); a subflow without
+//! a token is reported as a connection of its own.
 
 use std::collections::BTreeMap;
-use std::io;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 
-use edgemig_guest_proto::NetReport;
+use edgemig_guest_proto::{ConnectionInfo, MAX_CONNECTIONS, NetReport};
+use edgemig_sockdiag::{Query, SockDiagError, SubflowFlags, TcpSocket, group_mptcp};
 
-/// `TCP_ESTABLISHED` as `/proc/net/tcp` prints it.
-const ESTABLISHED: &str = "01";
+/// `CAP_NET_ADMIN`'s bit in the capability sets of `/proc/self/status`.
+const CAP_NET_ADMIN_BIT: u32 = 12;
 
-/// Errors of connection counting.
+/// Errors of connection accounting.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnsError {
-    /// The table could not be read.
-    #[error("reading {path}: {source}")]
-    Read {
-        /// File.
-        path: &'static str,
-        /// The error.
-        #[source]
-        source: io::Error,
-    },
+    /// The sockets could not be listed.
+    #[error("Cannot list the guest's TCP sockets")]
+    List(#[source] SockDiagError),
 }
 
-/// Parses one `%08X` word of `/proc/net/tcp*`: the kernel prints the
-/// network-order `__be32` as a host-order number.
-fn word(hex: &str) -> Option<[u8; 4]> {
-    u32::from_str_radix(hex, 16).ok().map(u32::to_ne_bytes)
-}
-
-/// The local IPv4 address of an `ADDR:PORT` field (8 or 32 hex digits).
-fn local_v4(field: &str) -> Option<Ipv4Addr> {
-    let (addr, _port) = field.split_once(':')?;
-    match addr.len() {
-        8 => word(addr).map(Ipv4Addr::from),
-        32 => {
-            let mut bytes = [0u8; 16];
-            for (i, chunk) in bytes.chunks_exact_mut(4).enumerate() {
-                chunk.copy_from_slice(&word(addr.get(i * 8..i * 8 + 8)?)?);
-            }
-            Ipv6Addr::from(bytes).to_ipv4_mapped()
-        }
-        _ => None,
-    }
-}
-
-/// Adds the established, non-loopback connections of one table to `counts`.
-pub fn count_into(table: &str, counts: &mut BTreeMap<Ipv4Addr, u32>) {
-    for line in table.lines().skip(1) {
-        let mut fields = line.split_whitespace();
-        let (Some(_sl), Some(local), Some(_remote), Some(state)) =
-            (fields.next(), fields.next(), fields.next(), fields.next())
-        else {
-            continue;
-        };
-        if state != ESTABLISHED {
-            continue;
-        }
-        if let Some(addr) = local_v4(local).filter(|a| !a.is_loopback()) {
-            *counts.entry(addr).or_default() += 1;
-        }
-    }
-}
-
-/// Turns counts into the reply, sorted by address.
-pub fn report(counts: BTreeMap<Ipv4Addr, u32>) -> NetReport {
-    NetReport {
-        by_address: counts
-            .into_iter()
-            .map(|(a, n)| (a.to_string(), n))
-            .collect(),
-    }
-}
-
-/// Counts the calling thread's namespace's established TCP connections.
+/// Accounts for the calling thread's namespace's established TCP
+/// connections.
 pub fn net_status() -> Result<NetReport, ConnsError> {
-    let mut counts = BTreeMap::new();
-    for path in ["/proc/thread-self/net/tcp", "/proc/thread-self/net/tcp6"] {
-        match std::fs::read_to_string(path) {
-            Ok(text) => count_into(&text, &mut counts),
-            // No IPv6 in this kernel: nothing to count there.
-            Err(e) if e.kind() == io::ErrorKind::NotFound && path.ends_with('6') => {}
-            Err(source) => return Err(ConnsError::Read { path, source }),
+    let sockets = edgemig_sockdiag::tcp_sockets(&Query::established()).map_err(ConnsError::List)?;
+    Ok(report(&sockets, MAX_CONNECTIONS))
+}
+
+/// Whether this process has `CAP_NET_ADMIN` (needed for MPTCP tokens),
+/// from the `CapEff` line of `/proc/self/status`; false if unreadable.
+pub fn has_net_admin() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| cap_eff_has(&s, CAP_NET_ADMIN_BIT))
+        .unwrap_or(false)
+}
+
+/// Whether the `CapEff` mask in a `/proc/PID/status` text has bit `bit`.
+fn cap_eff_has(status: &str, bit: u32) -> Option<bool> {
+    let hex = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))?
+        .trim();
+    let mask = u64::from_str_radix(hex, 16).ok()?;
+    Some(mask & (1u64 << bit) != 0)
+}
+
+/// Whether a socket counts: established and not on loopback.
+fn counted(s: &TcpSocket) -> bool {
+    s.state == edgemig_sockdiag::TcpState::Established && !s.local.ip().is_loopback()
+}
+
+/// Whether a subflow is the connection's initial one (MP_CAPABLE).
+fn is_initial(s: &TcpSocket) -> bool {
+    s.mptcp.is_some_and(|m| {
+        m.flags.contains(SubflowFlags::MCAP_REM) || m.flags.contains(SubflowFlags::MCAP_LOC)
+    })
+}
+
+/// The report entry of one connection made of `subflows` (at least one).
+fn connection(mptcp: bool, subflows: &[&TcpSocket]) -> Option<ConnectionInfo> {
+    let first = subflows
+        .iter()
+        .find(|s| is_initial(s))
+        .or_else(|| subflows.first())?;
+    let mut locals: Vec<IpAddr> = subflows.iter().map(|s| s.local.ip()).collect();
+    locals.sort();
+    locals.dedup();
+    let rtt_us = subflows
+        .iter()
+        .filter_map(|s| s.stats.map(|st| st.rtt_us))
+        .filter(|r| *r > 0)
+        .min()
+        .unwrap_or(0);
+    let bytes = subflows
+        .iter()
+        .filter_map(|s| s.stats)
+        .map(|st| st.bytes_acked.saturating_add(st.bytes_received))
+        .fold(0u64, u64::saturating_add);
+    Some(ConnectionInfo {
+        mptcp,
+        remote: first.remote.ip().to_string(),
+        local_addresses: locals.iter().map(IpAddr::to_string).collect(),
+        subflows: u32::try_from(subflows.len()).unwrap_or(u32::MAX),
+        rtt_ms: f64::from(rtt_us) / 1000.0,
+        bytes,
+    })
+}
+
+/// Builds the report from a socket listing: `by_address` over every
+/// counted socket, `connections` capped at `cap` (most bytes first),
+/// `sole_address` over all connections.
+pub fn report(sockets: &[TcpSocket], cap: usize) -> NetReport {
+    let counted: Vec<TcpSocket> = sockets.iter().filter(|s| counted(s)).cloned().collect();
+
+    let mut by_address: BTreeMap<IpAddr, u32> = BTreeMap::new();
+    for s in &counted {
+        *by_address.entry(s.local.ip()).or_default() += 1;
+    }
+
+    let mut conns: Vec<ConnectionInfo> = group_mptcp(&counted)
+        .iter()
+        .filter_map(|c| connection(true, &c.subflows.iter().collect::<Vec<_>>()))
+        .collect();
+    // Plain TCP, and MPTCP subflows without a token (no CAP_NET_ADMIN, or
+    // the handshake still running): one connection each.
+    conns.extend(
+        counted
+            .iter()
+            .filter(|s| s.mptcp.is_none_or(|m| m.token_local == 0))
+            .filter_map(|s| connection(s.mptcp.is_some(), &[s])),
+    );
+
+    let mut sole: BTreeMap<IpAddr, u32> = BTreeMap::new();
+    for c in &conns {
+        if let [only] = c.local_addresses.as_slice()
+            && let Ok(ip) = only.parse::<IpAddr>()
+        {
+            *sole.entry(ip).or_default() += 1;
         }
     }
-    Ok(report(counts))
+
+    let total = u32::try_from(conns.len()).unwrap_or(u32::MAX);
+    conns.sort_by(|a, b| {
+        b.bytes
+            .cmp(&a.bytes)
+            .then_with(|| a.remote.cmp(&b.remote))
+            .then_with(|| a.local_addresses.cmp(&b.local_addresses))
+    });
+    conns.truncate(cap);
+
+    let pairs = |m: BTreeMap<IpAddr, u32>| m.into_iter().map(|(a, n)| (a.to_string(), n)).collect();
+    NetReport {
+        by_address: pairs(by_address),
+        connections: conns,
+        connections_total: total,
+        sole_address: pairs(sole),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use edgemig_sockdiag::{SubflowInfo, TcpState, TcpStats};
 
-    const TCP: &str = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
-   0: 00000000:07E8 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1587 1 00000000da7ff306 100 0 0 10 0
-   1: 0100007F:A8F5 0100007F:DAE4 01 00000000:00000000 00:00000000 00000000     0        0 2001 1 00000000e7a3c083 20 4 30 10 -1
-   2: 05000A0A:1F90 0A00000A:C350 01 00000000:00000000 02:000AFD53 00000000     0        0 2002 2 0000000071a58dc3 20 4 30 10 -1
-   3: 05000A0A:1F90 0B00000A:C351 01 00000000:00000000 02:000AFD53 00000000     0        0 2003 2 0000000085e90281 20 4 30 10 -1
-   4: 0500140A:1F90 0A00000A:C352 01 00000000:00000000 02:000AFD53 00000000     0        0 2004 2 0000000085e90282 20 4 30 10 -1
-   5: 0500140A:1F90 0A00000A:C353 06 00000000:00000000 03:000005C2 00000000     0        0 0 3 0000000085e90283
-   6: garbage
-";
+    struct Sock {
+        local: &'static str,
+        remote: &'static str,
+        state: TcpState,
+        token: Option<u32>,
+        flags: SubflowFlags,
+        rtt_us: u32,
+        acked: u64,
+        received: u64,
+    }
 
-    const TCP6: &str = "  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
-   0: 0000000000000000FFFF00000500140A:1F90 0000000000000000FFFF00000A00000A:C354 01 00000000:00000000 00:00000000 00000000     0        0 3001 1 0000000000000000 20 4 30 10 -1
-   1: 00000000000000000000000001000000:1F90 00000000000000000000000001000000:C355 01 00000000:00000000 00:00000000 00000000     0        0 3002 1 0000000000000000 20 4 30 10 -1
-";
+    impl Sock {
+        fn tcp(local: &'static str, remote: &'static str) -> Self {
+            Self {
+                local,
+                remote,
+                state: TcpState::Established,
+                token: None,
+                flags: SubflowFlags::default(),
+                rtt_us: 1000,
+                acked: 0,
+                received: 0,
+            }
+        }
+
+        fn subflow(local: &'static str, remote: &'static str, token: u32, initial: bool) -> Self {
+            Self {
+                token: Some(token),
+                flags: if initial {
+                    SubflowFlags::MCAP_REM
+                } else {
+                    SubflowFlags::JOIN_REM
+                },
+                ..Self::tcp(local, remote)
+            }
+        }
+
+        fn rtt(self, rtt_us: u32) -> Self {
+            Self { rtt_us, ..self }
+        }
+
+        fn bytes(self, acked: u64, received: u64) -> Self {
+            Self {
+                acked,
+                received,
+                ..self
+            }
+        }
+
+        fn state(self, state: TcpState) -> Self {
+            Self { state, ..self }
+        }
+
+        fn build(&self) -> TcpSocket {
+            let mut stats = TcpStats::default();
+            stats.rtt_us = self.rtt_us;
+            stats.bytes_acked = self.acked;
+            stats.bytes_received = self.received;
+            TcpSocket {
+                local: self.local.parse().unwrap(),
+                remote: self.remote.parse().unwrap(),
+                state: self.state,
+                inode: 0,
+                uid: 0,
+                interface: 0,
+                cookie: 0,
+                recv_queue: 0,
+                send_queue: 0,
+                stats: Some(stats),
+                mptcp: self.token.map(|t| SubflowInfo {
+                    token_local: t,
+                    flags: self.flags,
+                    ..SubflowInfo::default()
+                }),
+            }
+        }
+    }
+
+    fn build(socks: Vec<Sock>) -> Vec<TcpSocket> {
+        socks.iter().map(Sock::build).collect()
+    }
+
+    const OLD: &str = "10.10.0.2";
+    const NEW: &str = "10.20.0.5";
 
     #[test]
-    #[cfg(target_endian = "little")]
-    fn counts_established_by_local_address() {
-        let mut counts = BTreeMap::new();
-        count_into(TCP, &mut counts);
-        count_into(TCP6, &mut counts);
-        let rep = report(counts);
+    fn subflows_group_into_connections_with_best_rtt_and_summed_bytes() {
+        let sockets = build(vec![
+            // A client that moved: initial subflow on OLD, joined on NEW.
+            Sock::subflow("10.20.0.5:7000", "10.99.0.7:40002", 9, false)
+                .rtt(900)
+                .bytes(100, 50),
+            Sock::subflow("10.10.0.2:7000", "10.99.0.2:40001", 9, true)
+                .rtt(30_000)
+                .bytes(1000, 10),
+            // A client still on OLD only.
+            Sock::subflow("10.10.0.2:7000", "10.99.0.3:40003", 4, true)
+                .rtt(25_000)
+                .bytes(10, 10),
+            // Plain TCP on OLD.
+            Sock::tcp("10.10.0.2:7000", "10.99.0.4:40004").bytes(7, 0),
+            // Left out: loopback, listener, closing.
+            Sock::tcp("127.0.0.1:7000", "127.0.0.1:40005").bytes(1 << 40, 0),
+            Sock::subflow("0.0.0.0:7000", "0.0.0.0:0", 0, false).state(TcpState::Listen),
+            Sock::tcp("10.10.0.2:7000", "10.99.0.5:40006").state(TcpState::FinWait1),
+        ]);
+        let rep = report(&sockets, MAX_CONNECTIONS);
         assert_eq!(
             rep.by_address,
-            vec![("10.10.0.5".to_string(), 2), ("10.20.0.5".to_string(), 2)]
+            vec![(OLD.to_string(), 3), (NEW.to_string(), 1)]
         );
+        assert_eq!(rep.connections_total, 3);
+        assert_eq!(rep.connections.len(), 3);
+
+        let moved = &rep.connections[0];
+        assert!(moved.mptcp);
+        assert_eq!(moved.remote, "10.99.0.2", "the initial subflow's peer");
+        assert_eq!(moved.local_addresses, vec![OLD.to_string(), NEW.to_string()]);
+        assert_eq!(moved.subflows, 2);
+        assert_eq!(moved.rtt_ms, 0.9);
+        assert_eq!(moved.bytes, 1160);
+
+        let stuck = &rep.connections[1];
+        assert!(stuck.mptcp);
+        assert_eq!(stuck.local_addresses, vec![OLD.to_string()]);
+        assert_eq!(stuck.rtt_ms, 25.0);
+        assert_eq!(stuck.bytes, 20);
+
+        let plain = &rep.connections[2];
+        assert!(!plain.mptcp);
+        assert_eq!(plain.remote, "10.99.0.4");
+        assert_eq!(plain.subflows, 1);
+        assert_eq!(plain.bytes, 7);
+
+        // Two connections are on OLD only; none on NEW only.
+        assert_eq!(rep.sole_address, vec![(OLD.to_string(), 2)]);
     }
 
     #[test]
-    fn empty_table_counts_nothing() {
-        let mut counts = BTreeMap::new();
-        count_into("", &mut counts);
-        count_into("header only\n", &mut counts);
-        assert!(report(counts).by_address.is_empty());
+    fn first_subflow_gives_the_remote_once_the_initial_is_gone() {
+        let sockets = build(vec![
+            Sock::subflow("10.20.0.5:7000", "10.99.0.8:40010", 3, false).rtt(0),
+            Sock::subflow("10.20.0.5:7000", "10.99.0.9:40011", 3, false).rtt(0),
+        ]);
+        let rep = report(&sockets, MAX_CONNECTIONS);
+        assert_eq!(rep.connections.len(), 1);
+        let c = &rep.connections[0];
+        assert_eq!(c.remote, "10.99.0.8");
+        assert_eq!(c.rtt_ms, 0.0, "no RTT sample yet");
+        assert_eq!(rep.sole_address, vec![(NEW.to_string(), 1)]);
+    }
+
+    #[test]
+    fn tokenless_subflows_count_one_each() {
+        // Without CAP_NET_ADMIN the kernel reports token 0.
+        let sockets = build(vec![
+            Sock::subflow("10.10.0.2:7000", "10.99.0.2:1", 0, true),
+            Sock::subflow("10.20.0.5:7000", "10.99.0.2:2", 0, false),
+        ]);
+        let rep = report(&sockets, MAX_CONNECTIONS);
+        assert_eq!(rep.connections_total, 2);
+        assert!(rep.connections.iter().all(|c| c.mptcp && c.subflows == 1));
+    }
+
+    #[test]
+    fn the_list_is_capped_keeping_the_heaviest() {
+        let sockets: Vec<TcpSocket> = (0..10u16)
+            .map(|i| {
+                let mut s = Sock::tcp("10.10.0.2:7000", "10.99.0.2:1").build();
+                s.remote.set_port(1000 + i);
+                if let Some(st) = s.stats.as_mut() {
+                    st.bytes_received = u64::from(i) * 100;
+                }
+                s
+            })
+            .collect();
+        let rep = report(&sockets, 3);
+        assert_eq!(rep.connections_total, 10);
+        let bytes: Vec<u64> = rep.connections.iter().map(|c| c.bytes).collect();
+        assert_eq!(bytes, vec![900, 800, 700]);
+        assert_eq!(rep.sole_address, vec![(OLD.to_string(), 10)], "not capped");
+        assert_eq!(rep.by_address, vec![(OLD.to_string(), 10)]);
+    }
+
+    #[test]
+    fn empty_listing_reports_nothing() {
+        let rep = report(&[], MAX_CONNECTIONS);
+        assert!(rep.by_address.is_empty() && rep.connections.is_empty());
+        assert_eq!(rep.connections_total, 0);
+    }
+
+    #[test]
+    fn cap_eff_parsing() {
+        let status = "Name:\tx\nCapInh:\t0000000000000000\nCapEff:\t000001ffffffffff\n";
+        assert_eq!(cap_eff_has(status, CAP_NET_ADMIN_BIT), Some(true));
+        let none = "CapEff:\t0000000000000000\n";
+        assert_eq!(cap_eff_has(none, CAP_NET_ADMIN_BIT), Some(false));
+        assert_eq!(cap_eff_has("nothing", CAP_NET_ADMIN_BIT), None);
     }
 }

@@ -1,15 +1,19 @@
 //! Guest networking over netlink, no `ip` binary needed: bringing a NIC up
 //! at a new site with per-interface policy routing and an MPTCP `signal`
-//! endpoint, retiring the old one, and counting TCP connections (MPTCP
-//! subflows included) by local address.
+//! endpoint (on request, or on its own from a staged plan when the NIC
+//! gets carrier), retiring the old one, and accounting for TCP and MPTCP
+//! connections through sock_diag.
 
 pub mod conns;
 pub mod nic;
 pub mod ops;
+pub mod plan;
 pub mod rtnl;
+pub mod watch;
 
-pub use conns::{ConnsError, net_status};
+pub use conns::{ConnsError, has_net_admin, net_status};
 pub use nic::{NicError, nic_retire, nic_up};
+pub use plan::{PlanError, Planner};
 
 use edgemig_mptcp::{Limits, MptcpPm, PmError};
 

@@ -82,9 +82,8 @@ fn pm(nic: &str) -> impl Fn(PmError) -> NicError + '_ {
     }
 }
 
-/// Brings `nic` up with `address` (CIDR) and `gateway`: policy routing,
-/// main default route, MPTCP `signal` endpoint. Idempotent.
-pub fn nic_up(nic: &str, address: &str, gateway: &str) -> Result<NicReport, NicError> {
+/// Parses the `address` (CIDR) and `gateway` of a NicUp or NicPlan.
+pub fn parse_input(address: &str, gateway: &str) -> Result<(Cidr, Ipv4Addr), NicError> {
     let cidr: Cidr = address.parse().map_err(|detail| NicError::BadInput {
         what: "address",
         detail,
@@ -93,43 +92,24 @@ pub fn nic_up(nic: &str, address: &str, gateway: &str) -> Result<NicReport, NicE
         what: "gateway",
         detail: format!("{gateway:?}: {e}"),
     })?;
+    Ok((cidr, gw))
+}
+
+/// Brings `nic` up with `address` (CIDR) and `gateway`: policy routing,
+/// main default route, MPTCP `signal` endpoint. Idempotent.
+pub fn nic_up(nic: &str, address: &str, gateway: &str) -> Result<NicReport, NicError> {
+    let (cidr, gw) = parse_input(address, gateway)?;
     let mut rtnl = Rtnl::open().map_err(rt(nic))?;
     let index = ops::link_index(&mut rtnl, nic).map_err(rt(nic))?;
-    let table = table_of(index);
     ops::set_link_up(&mut rtnl, index, true).map_err(rt(nic))?;
     tolerate(ops::add_address(&mut rtnl, index, cidr), &[libc::EEXIST]).map_err(rt(nic))?;
-    let subnet = Cidr {
-        addr: cidr.network(),
-        prefix: cidr.prefix,
-    };
-    let default = Cidr {
-        addr: Ipv4Addr::UNSPECIFIED,
-        prefix: 0,
-    };
-    let connected = NewRoute {
-        dst: subnet,
-        table,
-        gateway: None,
-        oif: index,
-        src: Some(cidr.addr),
-    };
-    ops::replace_route(&mut rtnl, &connected).map_err(rt(nic))?;
-    let via = NewRoute {
-        dst: default,
-        table,
+    policy_routing(&mut rtnl, index, cidr, Some(gw)).map_err(rt(nic))?;
+    let main = NewRoute {
+        dst: DEFAULT,
+        table: MAIN_TABLE,
         gateway: Some(gw),
         oif: index,
         src: None,
-    };
-    ops::replace_route(&mut rtnl, &via).map_err(rt(nic))?;
-    tolerate(
-        ops::add_rule(&mut rtnl, cidr.addr, table, priority_of(index)),
-        &[libc::EEXIST],
-    )
-    .map_err(rt(nic))?;
-    let main = NewRoute {
-        table: MAIN_TABLE,
-        ..via
     };
     ops::replace_route(&mut rtnl, &main).map_err(rt(nic))?;
 
@@ -139,6 +119,84 @@ pub fn nic_up(nic: &str, address: &str, gateway: &str) -> Result<NicReport, NicE
         addresses: current_addresses(&mut rtnl, index).map_err(rt(nic))?,
         endpoints: vec![id],
     })
+}
+
+/// `0.0.0.0/0`.
+const DEFAULT: Cidr = Cidr {
+    addr: Ipv4Addr::UNSPECIFIED,
+    prefix: 0,
+};
+
+/// Policy routing of address `cidr` on link `index`: table `100 + index`
+/// with the connected subnet (`src` the address) and, given a gateway, a
+/// default route through it; rule `from A lookup 100+index`. Idempotent.
+fn policy_routing(
+    rtnl: &mut Rtnl,
+    index: u32,
+    cidr: Cidr,
+    gateway: Option<Ipv4Addr>,
+) -> Result<(), RtnlError> {
+    let table = table_of(index);
+    let connected = NewRoute {
+        dst: Cidr {
+            addr: cidr.network(),
+            prefix: cidr.prefix,
+        },
+        table,
+        gateway: None,
+        oif: index,
+        src: Some(cidr.addr),
+    };
+    ops::replace_route(rtnl, &connected)?;
+    if let Some(gw) = gateway {
+        let via = NewRoute {
+            dst: DEFAULT,
+            table,
+            gateway: Some(gw),
+            oif: index,
+            src: None,
+        };
+        ops::replace_route(rtnl, &via)?;
+    }
+    tolerate(
+        ops::add_rule(rtnl, cidr.addr, table, priority_of(index)),
+        &[libc::EEXIST],
+    )
+}
+
+/// Gives every NIC but `except` that holds an IPv4 address (loopback
+/// aside) its policy table and rule, so replies from its address keep
+/// leaving through it once the main default route moves elsewhere. The
+/// gateway is that of the NIC's default route in the main table, else in
+/// its own table; without one, the table only gets the connected subnet.
+/// Idempotent. Returns the `(interface index, address)` pairs handled.
+pub fn ensure_policy_for_others(except: &str) -> Result<Vec<(u32, Cidr)>, NicError> {
+    let mut rtnl = Rtnl::open().map_err(rt(except))?;
+    let skip = ops::link_index(&mut rtnl, except).map_err(rt(except))?;
+    let others: Vec<(u32, Cidr)> = ops::all_addresses(&mut rtnl)
+        .map_err(rt(except))?
+        .into_iter()
+        .filter(|(i, c)| *i != skip && !c.addr.is_loopback())
+        .collect();
+    if others.is_empty() {
+        return Ok(others);
+    }
+    let routes = ops::routes(&mut rtnl).map_err(rt(except))?;
+    for (index, cidr) in &others {
+        let default_in = |table: u32| {
+            routes.iter().find_map(|r| {
+                (r.table == table && r.dst.prefix == 0 && r.oif == Some(*index))
+                    .then_some(r.gateway)
+                    .flatten()
+            })
+        };
+        let gateway = default_in(MAIN_TABLE).or_else(|| default_in(table_of(*index)));
+        policy_routing(&mut rtnl, *index, *cidr, gateway).map_err(|source| NicError::Rtnl {
+            nic: format!("interface {index} ({cidr})"),
+            source,
+        })?;
+    }
+    Ok(others)
 }
 
 /// Id of the `signal` endpoint for `addr` on `ifindex`, added if missing

@@ -111,6 +111,38 @@ pub fn link_is_up(rtnl: &mut Rtnl, index: u32) -> Result<bool, RtnlError> {
         .any(|m| matches!(m, RouteNetlinkMessage::NewLink(l) if l.header.flags.contains(LinkFlags::Up))))
 }
 
+/// What [`link_state`] reports of an interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkState {
+    /// Interface index.
+    pub index: u32,
+    /// Administratively up (`IFF_UP`).
+    pub admin_up: bool,
+    /// Has carrier (`IFF_LOWER_UP`; only reported while administratively up).
+    pub carrier: bool,
+}
+
+/// Index and up/carrier flags of the interface named `name`; `ENODEV`
+/// when there is none.
+pub fn link_state(rtnl: &mut Rtnl, name: &str) -> Result<LinkState, RtnlError> {
+    let mut msg = LinkMessage::default();
+    msg.attributes.push(LinkAttribute::IfName(name.to_owned()));
+    rtnl.call("get link", RouteNetlinkMessage::GetLink(msg), 0)?
+        .into_iter()
+        .find_map(|m| match m {
+            RouteNetlinkMessage::NewLink(l) => Some(LinkState {
+                index: l.header.index,
+                admin_up: l.header.flags.contains(LinkFlags::Up),
+                carrier: l.header.flags.contains(LinkFlags::LowerUp),
+            }),
+            _ => None,
+        })
+        .ok_or(RtnlError::Kernel {
+            op: "get link",
+            errno: libc::ENODEV,
+        })
+}
+
 /// Sets link `index` up or down (`ip link set dev X up|down`).
 pub fn set_link_up(rtnl: &mut Rtnl, index: u32, up: bool) -> Result<(), RtnlError> {
     let mut msg = LinkMessage::default();
@@ -144,15 +176,23 @@ fn address_message(index: u32, cidr: Cidr) -> AddressMessage {
 
 /// The IPv4 addresses of link `index`, in kernel order.
 pub fn addresses(rtnl: &mut Rtnl, index: u32) -> Result<Vec<Cidr>, RtnlError> {
+    Ok(all_addresses(rtnl)?
+        .into_iter()
+        .filter(|(i, _)| *i == index)
+        .map(|(_, c)| c)
+        .collect())
+}
+
+/// Every IPv4 address of every link, as `(link index, address)`, in kernel
+/// order.
+pub fn all_addresses(rtnl: &mut Rtnl) -> Result<Vec<(u32, Cidr)>, RtnlError> {
     let mut req = AddressMessage::default();
     req.header.family = AddressFamily::Inet;
     let replies = rtnl.dump("get addresses", RouteNetlinkMessage::GetAddress(req))?;
     Ok(replies
         .into_iter()
         .filter_map(|m| match m {
-            RouteNetlinkMessage::NewAddress(a)
-                if a.header.index == index && a.header.family == AddressFamily::Inet =>
-            {
+            RouteNetlinkMessage::NewAddress(a) if a.header.family == AddressFamily::Inet => {
                 let local = a.attributes.iter().find_map(|attr| match attr {
                     AddressAttribute::Local(IpAddr::V4(ip)) => Some(*ip),
                     _ => None,
@@ -163,10 +203,13 @@ pub fn addresses(rtnl: &mut Rtnl, index: u32) -> Result<Vec<Cidr>, RtnlError> {
                         _ => None,
                     })
                 })?;
-                Some(Cidr {
-                    addr,
-                    prefix: a.header.prefix_len,
-                })
+                Some((
+                    a.header.index,
+                    Cidr {
+                        addr,
+                        prefix: a.header.prefix_len,
+                    },
+                ))
             }
             _ => None,
         })

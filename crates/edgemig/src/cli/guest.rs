@@ -150,6 +150,12 @@ pub async fn run(
                     println!("{addr}: {count} established");
                 }
             }
+            GuestReply::NicPlan(p) => println!("{}: plan {:?}", p.nic, p.state),
+            GuestReply::NicPlans(r) => {
+                for p in &r.plans {
+                    println!("{}: plan {:?}", p.nic, p.state);
+                }
+            }
             GuestReply::Filled(f) => println!(
                 "memory fill: {} MiB random, {} MiB text",
                 f.random_mib, f.text_mib
