@@ -69,7 +69,11 @@ pub fn default_commute(step_s: u32) -> Vec<CommuteStep> {
     ];
     for i in 0..4 {
         steps.push(CommuteStep {
-            delay_ms: if i % 2 == 0 { vec![20, 6, 4] } else { vec![20, 4, 6] },
+            delay_ms: if i % 2 == 0 {
+                vec![20, 6, 4]
+            } else {
+                vec![20, 4, 6]
+            },
             seconds: 4,
         });
     }
@@ -180,7 +184,11 @@ pub async fn run_follow_bench(
             "bench follow needs three sites and a client named alice linked to each".into(),
         ));
     }
-    if opts.commute.iter().any(|s| s.delay_ms.len() != opts.config.sites.len()) {
+    if opts
+        .commute
+        .iter()
+        .any(|s| s.delay_ms.len() != opts.config.sites.len())
+    {
         return Err(FollowBenchError::Config(
             "every commute step needs one delay per site".into(),
         ));
@@ -242,13 +250,19 @@ async fn run_strategy(
     sites[0].start_vm(vm).await?;
     sites[0].guest(vm, &GuestRequest::Hello).await?;
     let ip = created.nics[0].address.clone().unwrap_or_default();
-    let target = format!("{}:{SERVICE_PORT}", ip.split('/').next().unwrap_or_default());
+    let target = format!(
+        "{}:{SERVICE_PORT}",
+        ip.split('/').next().unwrap_or_default()
+    );
     let tool = TrafficTool::new(&opts.tool);
     let set_step = |step: &CommuteStep| -> Result<(), FollowBenchError> {
         for (site, delay) in state.sites.iter().zip(&step.delay_ms) {
             let link = format!("alice-{}", site.name);
             if let Some(l) = state.links.iter().find(|l| l.name == link) {
-                edgemig_testbed::control::request(&l.control, &json!({ "delay": format!("{delay}ms") }))?;
+                edgemig_testbed::control::request(
+                    &l.control,
+                    &json!({ "delay": format!("{delay}ms") }),
+                )?;
             }
         }
         Ok(())
@@ -303,7 +317,13 @@ async fn run_strategy(
         rtts.extend(window);
     }
     rtts.sort_by(f64::total_cmp);
-    tracing::info!(strategy = name, excess, migrations, elapsed_s = started.elapsed().as_secs(), "strategy done");
+    tracing::info!(
+        strategy = name,
+        excess,
+        migrations,
+        elapsed_s = started.elapsed().as_secs(),
+        "strategy done"
+    );
     Ok(StrategyRun {
         name: name.into(),
         excess_rtt_ms_s: excess,
@@ -322,7 +342,11 @@ mod tests {
     fn the_default_commute_fits_the_default_testbed() {
         let config = TestbedConfig::parse(FOLLOW_TESTBED).unwrap();
         let commute = default_commute(20);
-        assert!(commute.iter().all(|s| s.delay_ms.len() == config.sites.len()));
+        assert!(
+            commute
+                .iter()
+                .all(|s| s.delay_ms.len() == config.sites.len())
+        );
         // The best site changes: a, then b, then b/c flapping, then c.
         let best: Vec<usize> = commute
             .iter()

@@ -294,10 +294,7 @@ fn handle(msg: HostMessage, writer: &SharedWriter, agent: &Agent) -> Result<(), 
         } => {
             let planner = Arc::clone(&agent.planner);
             background(writer, id, move || {
-                outcome(
-                    planner.stage(&nic, &address, &gateway),
-                    GuestReply::NicPlan,
-                )
+                outcome(planner.stage(&nic, &address, &gateway), GuestReply::NicPlan)
             })
         }
         GuestRequest::NicPlans => respond(

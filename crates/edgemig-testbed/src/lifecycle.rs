@@ -10,10 +10,10 @@ use edgemig_mptcp::{EndpointFlags, Limits, MptcpPm, NewEndpoint};
 
 use edgemig_linkemu::units::parse_rate;
 
+use crate::config::DirectoryKind;
 use crate::config::TestbedConfig;
 use crate::nl::{NlError, NsNetlink};
 use crate::plan::{LinkEnd, Plan, plan, valid_testbed_name};
-use crate::config::DirectoryKind;
 use crate::process::{self, ProcessError};
 use crate::state::{LinkState, ProcessRecord, SiteState, StateError, TestbedState, testbed_dir};
 
@@ -218,8 +218,8 @@ async fn build(opts: &UpOptions, state: &mut TestbedState) -> Result<(), Testbed
         // measure that site's distance whichever address the VM sees.
         for link in &client.links {
             for other in client.links.iter().filter(|o| o.name != link.name) {
-                let host = ipnet::Ipv4Net::new(other.client.addr.addr(), 32)
-                    .unwrap_or(other.client.addr);
+                let host =
+                    ipnet::Ipv4Net::new(other.client.addr.addr(), 32).unwrap_or(other.client.addr);
                 NsNetlink::open(&link.site.netns)?
                     .add_route(host, link.client.addr.addr())
                     .await?;

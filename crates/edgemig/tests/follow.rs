@@ -22,7 +22,11 @@ fn three_sites(directory: &str) -> String {
             "[[site]]\nname = {name:?}\nvm_subnet = \"10.{subnet}.0.0/24\"\n"
         ));
     }
-    for pair in [["site-a", "site-b"], ["site-b", "site-c"], ["site-a", "site-c"]] {
+    for pair in [
+        ["site-a", "site-b"],
+        ["site-b", "site-c"],
+        ["site-a", "site-c"],
+    ] {
         text.push_str(&format!(
             "[[path]]\nbetween = {pair:?}\nrate = \"200mbit\"\ndelay = \"1ms\"\n"
         ));
@@ -39,8 +43,17 @@ links = [ { site = "site-a", rate = "100mbit", delay = "1ms" },
 }
 
 fn set_delay(tb: &TestTestbed, site: &str, delay: &str) {
-    let out = tb.testbed(&["link", &format!("alice-{site}"), "set", &format!("delay={delay}")]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = tb.testbed(&[
+        "link",
+        &format!("alice-{site}"),
+        "set",
+        &format!("delay={delay}"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn runs_at(tb: &TestTestbed, site: &str, vm: &str) -> bool {
@@ -90,7 +103,9 @@ fn a_vm_follows_its_client_across_three_sites() {
     let session = follow(&tb, &ip, 100);
     // At first site-a is best: the controller decides to stay.
     wait_until("a first decision", Duration::from_secs(30), || {
-        decision(&tb, "site-a")["explanation"].is_string().then_some(())
+        decision(&tb, "site-a")["explanation"]
+            .is_string()
+            .then_some(())
     })
     .unwrap();
     let first = decision(&tb, "site-a");
@@ -154,13 +169,10 @@ impl Intruder {
                         .unwrap()
                         .expect("the lease is free before the policy is set");
                     acquired_tx.send(()).unwrap();
-                    loop {
-                        match release_rx.recv_timeout(Duration::from_secs(1)) {
-                            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                                assert!(dir.renew(&lease).await.unwrap(), "intruder lost its lease");
-                            }
-                            _ => break,
-                        }
+                    while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                        release_rx.recv_timeout(Duration::from_secs(1))
+                    {
+                        assert!(dir.renew(&lease).await.unwrap(), "intruder lost its lease");
                     }
                     dir.release(lease).await.unwrap();
                 });
@@ -216,16 +228,26 @@ fn with_etcd_one_lease_means_one_controller_and_an_outage_means_no_decisions() {
     set_delay(&tb, "site-b", "1ms");
     // Site-a's controller sees the other controller's lease and decides
     // nothing, although site-b is far better for alice now.
-    wait_until("site-a's controller to defer", Duration::from_secs(30), || {
-        decision(&tb, "site-a")["status"]
-            .as_str()
-            .is_some_and(|s| s.contains("lease held by intruder"))
-            .then_some(())
-    })
+    wait_until(
+        "site-a's controller to defer",
+        Duration::from_secs(30),
+        || {
+            decision(&tb, "site-a")["status"]
+                .as_str()
+                .is_some_and(|s| s.contains("lease held by intruder"))
+                .then_some(())
+        },
+    )
     .unwrap();
     std::thread::sleep(Duration::from_secs(10));
-    assert!(runs_at(&tb, "site-a", "follower"), "moved without the lease");
-    assert!(decision(&tb, "site-a")["decision"].is_null(), "decided without the lease");
+    assert!(
+        runs_at(&tb, "site-a", "follower"),
+        "moved without the lease"
+    );
+    assert!(
+        decision(&tb, "site-a")["decision"].is_null(),
+        "decided without the lease"
+    );
 
     // Once it lets go, site-a's controller takes the lease and moves the VM.
     drop(intruder);
@@ -239,15 +261,22 @@ fn with_etcd_one_lease_means_one_controller_and_an_outage_means_no_decisions() {
     edgemig_testkit::kill(pid, libc::SIGKILL);
     set_delay(&tb, "site-b", "20ms");
     set_delay(&tb, "site-c", "1ms");
-    wait_until("site-b's controller to stop deciding", Duration::from_secs(60), || {
-        decision(&tb, "site-b")["status"]
-            .as_str()
-            .is_some_and(|s| s.contains("directory unavailable"))
-            .then_some(())
-    })
+    wait_until(
+        "site-b's controller to stop deciding",
+        Duration::from_secs(60),
+        || {
+            decision(&tb, "site-b")["status"]
+                .as_str()
+                .is_some_and(|s| s.contains("directory unavailable"))
+                .then_some(())
+        },
+    )
     .unwrap();
     std::thread::sleep(Duration::from_secs(10));
-    assert!(runs_at(&tb, "site-b", "follower"), "the VM must keep running at site-b");
+    assert!(
+        runs_at(&tb, "site-b", "follower"),
+        "the VM must keep running at site-b"
+    );
     let summary = session.summary();
     assert_eq!(summary["errors"], 0, "alice's session broke: {summary}");
 }

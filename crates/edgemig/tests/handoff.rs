@@ -3,7 +3,7 @@
 //! new address; a plain TCP client keeps working through the tunnel; the
 //! old address and the tunnel are gone afterwards.
 
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use edgemig_testkit::{TestTestbed, TrafficClient, two_sites, wait_until};
@@ -214,7 +214,8 @@ fn clients_stay_connected_and_move_to_the_new_address() {
         .next()
         .unwrap()
         .to_string();
-    let direct = TrafficClient::start(&tb, "alice", &format!("{new_addr}:7000"), "echo", false, 1).summary();
+    let direct =
+        TrafficClient::start(&tb, "alice", &format!("{new_addr}:7000"), "echo", false, 1).summary();
     assert_eq!(direct["errors"], 0, "{direct}");
     let back = migrate(&tb, "site-b", "site-a");
     assert_eq!(back["status"], "completed", "{back}");

@@ -41,8 +41,18 @@ pub fn clients(report: &NetReport) -> Vec<IpAddr> {
 impl Manager {
     /// The guest's connections (its agent's view).
     pub(crate) async fn guest_connections(&self, vm: &str) -> Result<NetReport, String> {
-        let live = self.live.lock().await.get(vm).cloned().ok_or("VM not running here")?;
-        match live.guest.request(GuestRequest::NetStatus, REQUEST_TIMEOUT).await {
+        let live = self
+            .live
+            .lock()
+            .await
+            .get(vm)
+            .cloned()
+            .ok_or("VM not running here")?;
+        match live
+            .guest
+            .request(GuestRequest::NetStatus, REQUEST_TIMEOUT)
+            .await
+        {
             Ok(GuestReply::Net(report)) => Ok(report),
             Ok(other) => Err(format!("unexpected guest reply {other:?}")),
             Err(e) => Err(format!("guest agent: {}", crate::http::chain(&e))),
@@ -52,10 +62,8 @@ impl Manager {
     /// RTT from every known site (this one and its peers) to every client:
     /// one [`ClientSample`] per client with the sites that answered.
     pub(crate) async fn site_distances(&self, clients: &[IpAddr]) -> Vec<ClientSample> {
-        let mut by_site: Vec<(String, Vec<Option<f64>>)> = vec![(
-            self.config.site.clone(),
-            probe::probe_all(clients).await,
-        )];
+        let mut by_site: Vec<(String, Vec<Option<f64>>)> =
+            vec![(self.config.site.clone(), probe::probe_all(clients).await)];
         let request = ProbeRequest {
             targets: clients.to_vec(),
         };
@@ -74,7 +82,12 @@ impl Manager {
                 Some((peer.site.clone(), reply.rtt_ms))
             }
         });
-        by_site.extend(futures_util::future::join_all(asks).await.into_iter().flatten());
+        by_site.extend(
+            futures_util::future::join_all(asks)
+                .await
+                .into_iter()
+                .flatten(),
+        );
         clients
             .iter()
             .enumerate()
@@ -95,7 +108,12 @@ impl Manager {
         let disk = record.disk_mib.map_or(0, |_| {
             crate::images::allocated_bytes(&self.files(&record.name).data_disk())
         });
-        let mbit: f64 = self.config.migration_path_mbit.iter().map(|m| *m as f64).sum();
+        let mbit: f64 = self
+            .config
+            .migration_path_mbit
+            .iter()
+            .map(|m| *m as f64)
+            .sum();
         let estimate = CostEstimate {
             bytes: (record.memory_mib << 20) + disk,
             path_mbit: if mbit > 0.0 { mbit } else { DEFAULT_PATH_MBIT },
@@ -103,7 +121,7 @@ impl Manager {
         self.config
             .peers
             .iter()
-            .map(|p| (p.site.clone(), estimate.clone()))
+            .map(|p| (p.site.clone(), estimate))
             .collect()
     }
 }

@@ -66,8 +66,14 @@ impl Manager {
     }
 
     /// One round of decisions.
-    async fn follow_tick(self: &Arc<Self>, directory: &Directory, leases: &mut HashMap<String, Lease>) {
-        let Ok(records) = self.store.all() else { return };
+    async fn follow_tick(
+        self: &Arc<Self>,
+        directory: &Directory,
+        leases: &mut HashMap<String, Lease>,
+    ) {
+        let Ok(records) = self.store.all() else {
+            return;
+        };
         let following: Vec<_> = records
             .into_iter()
             .filter(|r| r.follow.is_some() && r.state == VmState::Running)
@@ -122,7 +128,10 @@ impl Manager {
                 Ok(false) => return "lease lost; not deciding".into(),
                 Err(e) => {
                     leases.insert(vm.clone(), lease);
-                    return format!("directory unavailable: {}; not deciding", crate::http::chain(&e));
+                    return format!(
+                        "directory unavailable: {}; not deciding",
+                        crate::http::chain(&e)
+                    );
                 }
             },
             None => match directory.acquire(vm, site, LEASE_TTL).await {
@@ -135,7 +144,10 @@ impl Manager {
                     );
                 }
                 Err(e) => {
-                    return format!("directory unavailable: {}; not deciding", crate::http::chain(&e));
+                    return format!(
+                        "directory unavailable: {}; not deciding",
+                        crate::http::chain(&e)
+                    );
                 }
             },
         };

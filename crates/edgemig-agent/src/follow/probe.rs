@@ -52,6 +52,9 @@ mod tests {
         let rtts = probe_all(&["127.0.0.1".parse().unwrap()]).await;
         assert!(rtts[0].is_some_and(|ms| ms >= 0.0), "{rtts:?}");
         // TEST-NET-1 has no route here (or drops): no answer within the timeout.
-        assert_eq!(tcp_rtt("192.0.2.1".parse().unwrap(), Duration::from_millis(200)), None);
+        assert_eq!(
+            tcp_rtt("192.0.2.1".parse().unwrap(), Duration::from_millis(200)),
+            None
+        );
     }
 }

@@ -61,7 +61,11 @@ impl Manager {
             }
         }
         self.store.put(&record).map_err(ManagerError::Store)?;
-        tracing::info!(vm = name, follow = record.follow.is_some(), "placement policy set");
+        tracing::info!(
+            vm = name,
+            follow = record.follow.is_some(),
+            "placement policy set"
+        );
         Ok(self.info(&record).await)
     }
 

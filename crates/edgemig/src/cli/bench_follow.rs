@@ -4,7 +4,9 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use edgemig_bench::follow::{FOLLOW_TESTBED, FollowBenchOptions, default_commute, run_follow_bench};
+use edgemig_bench::follow::{
+    FOLLOW_TESTBED, FollowBenchOptions, default_commute, run_follow_bench,
+};
 use edgemig_policy::FollowPolicy;
 use edgemig_testbed::TestbedConfig;
 

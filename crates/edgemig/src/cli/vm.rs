@@ -175,12 +175,16 @@ mod tests {
 
     #[test]
     fn policy_flags_become_a_spec() {
-        let PolicySpec::Follow(p) = policy_spec("follow", Some("50%"), Some("4s"), Some(9)).unwrap()
+        let PolicySpec::Follow(p) =
+            policy_spec("follow", Some("50%"), Some("4s"), Some(9)).unwrap()
         else {
             panic!("not follow")
         };
         assert_eq!((p.min_gain, p.hold_ms, p.max_per_hour), (0.5, 4000, 9));
-        assert_eq!(policy_spec("none", None, None, None).unwrap(), PolicySpec::None);
+        assert_eq!(
+            policy_spec("none", None, None, None).unwrap(),
+            PolicySpec::None
+        );
         assert!(policy_spec("none", Some("10%"), None, None).is_err());
         assert!(policy_spec("follow", Some("150%"), None, None).is_err());
         assert!(policy_spec("follow", None, Some("soon"), None).is_err());
