@@ -41,7 +41,7 @@ qemu_ok() {
 need=()
 qemu_ok || need+=(qemu-system-x86)
 for bin in ip:iproute2 busybox:busybox-static cpio:cpio mptcpize:mptcpize socat:socat zstd:zstd \
-           etcd:etcd-server protoc:protobuf-compiler; do
+           etcd:etcd-server protoc:protobuf-compiler qemu-img:qemu-utils cc:build-essential; do
   command -v "${bin%%:*}" >/dev/null || need+=("${bin#*:}")
 done
 [[ -x /bin/busybox ]] || need+=(busybox-static)
@@ -60,7 +60,7 @@ fi
 qemu_ok || { log "QEMU >= 10 still missing after install"; exit 1; }
 
 # 2. Guest kernel: the Debian cloud kernel, vmlinuz + the modules the guest needs.
-if [[ ! -f $kernel_dir/vmlinuz || ! -f $kernel_dir/modules/.complete-v2 ]]; then
+if [[ ! -f $kernel_dir/vmlinuz || ! -f $kernel_dir/modules/.complete-v3 ]]; then
   log "fetching the Debian cloud kernel into $kernel_dir"
   [[ -n $(apt-cache policy linux-image-cloud-amd64 | sed -n 's/ *Candidate: //p' | grep -v none) ]] || apt-get update -qq
   pkg=$(apt-cache depends linux-image-cloud-amd64 | sed -n 's/ *Depends: \(linux-image-[0-9].*\)/\1/p' | head -n1)
@@ -75,10 +75,12 @@ if [[ ! -f $kernel_dir/vmlinuz || ! -f $kernel_dir/modules/.complete-v2 ]]; then
   kver=$(ls "$work/root/lib/modules")
   echo "$kver" > "$kernel_dir/version"
   # Modules in load order (dependencies first). Missing ones are built in.
-  for m in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci failover net_failover virtio_net virtio_blk virtio_console; do
+  # inet_diag + tcp_diag + mptcp_diag: the guest agent lists connections through sock_diag.
+  for m in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci failover net_failover virtio_net virtio_blk virtio_console \
+           inet_diag tcp_diag mptcp_diag; do
     f=$(find "$work/root/lib/modules/$kver" -name "$m.ko*" | head -n1)
     if [[ -n $f ]]; then cp "$f" "$kernel_dir/modules/"; echo "$(basename "$f")" >> "$kernel_dir/modules/order"; fi
   done
-  touch "$kernel_dir/modules/.complete-v2"
+  touch "$kernel_dir/modules/.complete-v3"
 fi
 log "ready: $(qemu-system-x86_64 --version | head -n1); kernel $(cat "$kernel_dir/version")"

@@ -94,6 +94,12 @@ if { echo 1 >/proc/sys/net/mptcp/enabled; } 2>/dev/null; then
 else
     log "mptcp sysctl unavailable"
 fi
+# An ADD_ADDR rides on one ACK; when that ACK is lost (say, while the
+# tunnel to the old site comes up) the kernel re-sends it only after
+# add_addr_timeout (120 s by default), longer than the handoff's grace.
+if { echo 2 >/proc/sys/net/mptcp/add_addr_timeout; } 2>/dev/null; then
+    log "mptcp add_addr_timeout 2 s"
+fi
 
 # 3. The guest agent, respawned forever.
 log "starting agent"
