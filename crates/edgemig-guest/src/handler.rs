@@ -294,10 +294,7 @@ fn handle(msg: HostMessage, writer: &SharedWriter, agent: &Agent) -> Result<(), 
         } => {
             let planner = Arc::clone(&agent.planner);
             background(writer, id, move || {
-                outcome(
-                    planner.stage(&nic, &address, &gateway),
-                    GuestReply::NicPlan,
-                )
+                outcome(planner.stage(&nic, &address, &gateway), GuestReply::NicPlan)
             })
         }
         GuestRequest::NicPlans => respond(
@@ -468,6 +465,20 @@ mod tests {
         };
         match request(&mut w, &mut r, 2, bad) {
             GuestOutcome::Error(e) => assert!(e.contains("address"), "{e}"),
+            other => panic!("unexpected {other:?}"),
+        }
+        let missing = format!("nope{}", std::process::id() % 100_000);
+        let plan = GuestRequest::NicPlan {
+            nic: missing,
+            address: "10.0.0.1/24".into(),
+            gateway: "10.0.0.254".into(),
+        };
+        match request(&mut w, &mut r, 3, plan) {
+            GuestOutcome::Error(e) => assert!(e.contains("no such network interface"), "{e}"),
+            other => panic!("unexpected {other:?}"),
+        }
+        match request(&mut w, &mut r, 4, GuestRequest::NicPlans) {
+            GuestOutcome::Ok(GuestReply::NicPlans(rep)) => assert!(rep.plans.is_empty()),
             other => panic!("unexpected {other:?}"),
         }
         drop(w);

@@ -266,7 +266,10 @@ mod tests {
         let moved = &rep.connections[0];
         assert!(moved.mptcp);
         assert_eq!(moved.remote, "10.99.0.2", "the initial subflow's peer");
-        assert_eq!(moved.local_addresses, vec![OLD.to_string(), NEW.to_string()]);
+        assert_eq!(
+            moved.local_addresses,
+            vec![OLD.to_string(), NEW.to_string()]
+        );
         assert_eq!(moved.subflows, 2);
         assert_eq!(moved.rtt_ms, 0.9);
         assert_eq!(moved.bytes, 1160);

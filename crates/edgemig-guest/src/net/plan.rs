@@ -186,9 +186,7 @@ impl Planner {
             let outcome = match ops::link_state(&mut rtnl, &nic) {
                 Ok(link) if link.carrier => apply(&nic, &entry),
                 Ok(_) => continue,
-                Err(e) if e.errno() == Some(libc::ENODEV) => {
-                    Err(format!("{nic} no longer exists"))
-                }
+                Err(e) if e.errno() == Some(libc::ENODEV) => Err(format!("{nic} no longer exists")),
                 Err(e) => {
                     eprintln!("edgemig-guest: cannot check {nic}: {e}");
                     continue;
