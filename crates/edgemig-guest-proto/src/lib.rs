@@ -6,6 +6,15 @@
 //! each with a [`GuestMessage::Response`] carrying the same id, and sends
 //! [`GuestMessage::Event`]s on its own (readiness at boot). Both sides ignore
 //! lines they cannot parse, so an older peer never kills the channel.
+//!
+//! Network handoff (docs/handoff.md): [`GuestRequest::NicPlan`] stages a
+//! NIC's new address before switchover and the guest applies it on its own
+//! when the NIC gets carrier ([`GuestRequest::NicPlans`] tells when);
+//! [`GuestRequest::NicUp`] does the same at once (and confirms a plan, as
+//! it is idempotent); [`GuestRequest::NetStatus`] lists the connections
+//! ([`NetReport`]) so the host can tell when no connection is left on the
+//! old address only ([`NetReport::sole_address`]) and retire it with
+//! [`GuestRequest::NicRetire`].
 
 use serde::{Deserialize, Serialize};
 
@@ -66,7 +75,8 @@ pub enum GuestRequest {
     /// Bring up a NIC at a new site: address, per-interface policy routing
     /// (a table and rule for its source address), default route through it,
     /// and an MPTCP `signal` endpoint so established connections announce
-    /// the address (ADD_ADDR).
+    /// the address (ADD_ADDR). Idempotent: the same request again succeeds
+    /// and changes nothing.
     NicUp {
         /// Interface in the guest (`eth0` or `eth1`).
         nic: String,
@@ -100,7 +110,9 @@ pub enum GuestRequest {
     /// [`GuestRequest::NicRetire`] of the NIC drops its plan. A plan is
     /// applied once: a failure is logged on the guest console and reported
     /// as [`NicPlanState::Failed`], and is not retried (stage it again, or
-    /// send `NicUp`).
+    /// send `NicUp`). Stage a plan while the NIC's carrier is off (QMP
+    /// `set_link ... off`), or it applies at once. Addresses only ever come
+    /// from the host: the guest runs no DHCP client.
     NicPlan {
         /// Interface in the guest (`eth0` or `eth1`).
         nic: String,

@@ -79,9 +79,14 @@ pub fn run(opts: &AgentOptions) -> ! {
         );
     }
     let agent = Agent::new(agent_info());
-    if let Err(e) = crate::net::watch::spawn(std::sync::Arc::clone(agent.planner())) {
-        eprintln!("edgemig-guest: link watcher not started (plans apply only at staging): {e}");
-    }
+    // Kept for the agent's whole life (this function never returns).
+    let _watcher = match crate::net::watch::spawn(std::sync::Arc::clone(agent.planner())) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            eprintln!("edgemig-guest: link watcher not started (plans apply only at staging): {e}");
+            None
+        }
+    };
     eprintln!(
         "edgemig-guest: agent {} (protocol {}) up at {} ms",
         agent.info().version,

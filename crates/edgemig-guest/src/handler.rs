@@ -467,6 +467,20 @@ mod tests {
             GuestOutcome::Error(e) => assert!(e.contains("address"), "{e}"),
             other => panic!("unexpected {other:?}"),
         }
+        let missing = format!("nope{}", std::process::id() % 100_000);
+        let plan = GuestRequest::NicPlan {
+            nic: missing,
+            address: "10.0.0.1/24".into(),
+            gateway: "10.0.0.254".into(),
+        };
+        match request(&mut w, &mut r, 3, plan) {
+            GuestOutcome::Error(e) => assert!(e.contains("no such network interface"), "{e}"),
+            other => panic!("unexpected {other:?}"),
+        }
+        match request(&mut w, &mut r, 4, GuestRequest::NicPlans) {
+            GuestOutcome::Ok(GuestReply::NicPlans(rep)) => assert!(rep.plans.is_empty()),
+            other => panic!("unexpected {other:?}"),
+        }
         drop(w);
         drop(r);
         t.join().unwrap();

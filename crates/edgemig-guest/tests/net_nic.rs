@@ -2,118 +2,13 @@
 //! network namespaces (root needed; skipped otherwise). Every netlink
 //! result is cross-checked with `ip` output.
 
-use std::net::{TcpListener, TcpStream};
-use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
+mod common;
 
+use std::net::{TcpListener, TcpStream};
+
+use common::{Ns, assert_up, ifindex, is_root, main_defaults, snapshot};
 use edgemig_guest::net::{self, nic};
 use edgemig_mptcp::{EndpointFlags, MptcpPm};
-use edgemig_netns::in_netns;
-
-static NEXT: AtomicU32 = AtomicU32::new(0);
-
-/// A named namespace, deleted (with its veths and endpoints) on drop.
-struct Ns(String);
-
-impl Ns {
-    fn new() -> Self {
-        let name = format!(
-            "emgn{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
-        run(&["netns", "add", &name]);
-        let ns = Self(name);
-        ns.ip(&["link", "set", "lo", "up"]);
-        ns
-    }
-
-    /// `ip -n NS args...`, which must succeed; its stdout.
-    fn ip(&self, args: &[&str]) -> String {
-        let mut all = vec!["-n", self.0.as_str()];
-        all.extend_from_slice(args);
-        run(&all)
-    }
-
-    /// Veth `name` with peer `name`p (up).
-    fn veth(&self, name: &str) {
-        let peer = format!("{name}p");
-        self.ip(&["link", "add", name, "type", "veth", "peer", "name", &peer]);
-        self.ip(&["link", "set", &peer, "up"]);
-    }
-
-    fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
-        in_netns(&self.0, f).expect("enter namespace")
-    }
-}
-
-impl Drop for Ns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
-
-fn run(args: &[&str]) -> String {
-    let out = Command::new("ip").args(args).output().expect("run ip");
-    assert!(
-        out.status.success(),
-        "ip {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    if !root {
-        eprintln!("skipped: needs root");
-    }
-    root
-}
-
-fn ifindex(ns: &Ns, dev: &str) -> u32 {
-    let out = ns.ip(&["-o", "link", "show", "dev", dev]);
-    out.split(':').next().unwrap().trim().parse().unwrap()
-}
-
-fn lines_with(text: &str, needle: &str) -> Vec<String> {
-    text.lines()
-        .filter(|l| l.contains(needle))
-        .map(str::to_owned)
-        .collect()
-}
-
-/// Checks the state left by NicUp for `dev` with `addr`/24 via `gw`.
-fn assert_up(ns: &Ns, dev: &str, addr: &str, gw: &str) {
-    let idx = ifindex(ns, dev);
-    let table = nic::table_of(idx).to_string();
-    let addrs = ns.ip(&["-4", "addr", "show", "dev", dev]);
-    assert!(addrs.contains(&format!("inet {addr}/24")), "{addrs}");
-    let rules = ns.ip(&["-4", "rule", "show"]);
-    let rule = format!("{}:\tfrom {addr} lookup {table}", nic::priority_of(idx));
-    assert_eq!(lines_with(&rules, &rule).len(), 1, "{rules}");
-    let routes = ns.ip(&["-4", "route", "show", "table", &table]);
-    assert!(
-        routes.contains(&format!("default via {gw} dev {dev}")),
-        "{routes}"
-    );
-    assert!(
-        routes.contains(&format!("dev {dev} proto static scope link src {addr}")),
-        "{routes}"
-    );
-    let eps = ns.ip(&["mptcp", "endpoint", "show"]);
-    let ep = lines_with(&eps, &format!("{addr} "));
-    assert_eq!(ep.len(), 1, "{eps}");
-    assert!(
-        ep[0].contains("signal") && ep[0].contains(&format!("dev {dev}")),
-        "{eps}"
-    );
-}
-
-fn main_defaults(ns: &Ns) -> Vec<String> {
-    lines_with(&ns.ip(&["-4", "route", "show", "table", "main"]), "default")
-}
 
 #[test]
 fn nic_up_retire_and_idempotence() {
@@ -197,14 +92,7 @@ fn nic_up_retire_and_idempotence() {
         vec!["default via 10.10.0.1 dev tg0 proto static "]
     );
 
-    for args in [
-        &["-4", "addr", "show"][..],
-        &["-4", "rule", "show"],
-        &["-4", "route", "show", "table", "all"],
-        &["mptcp", "endpoint", "show"],
-    ] {
-        eprintln!("ip {args:?}:\n{}", ns.ip(args));
-    }
+    eprintln!("{}", snapshot(&ns));
 
     // Bad input and unknown NIC are errors, not panics.
     assert!(

@@ -21,7 +21,9 @@ const CAP_NET_ADMIN_BIT: u32 = 12;
 #[derive(Debug, thiserror::Error)]
 pub enum ConnsError {
     /// The sockets could not be listed.
-    #[error("Cannot list the guest's TCP sockets")]
+    #[error(
+        "Cannot list the guest's TCP sockets through sock_diag (needs the inet_diag and tcp_diag modules)"
+    )]
     List(#[source] SockDiagError),
 }
 

@@ -11,6 +11,7 @@
 
 use std::io;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -102,22 +103,44 @@ impl LinkEvents {
     }
 }
 
-/// Starts the watcher thread for `planner` in the calling thread's network
-/// namespace.
-pub fn spawn(planner: Arc<Planner>) -> io::Result<JoinHandle<()>> {
-    std::thread::Builder::new()
-        .name("link-watch".into())
-        .spawn(move || run(&planner))
+/// The running watcher thread; dropping it stops the thread (within
+/// [`RESYNC`]) and waits for it. The agent keeps it for its whole life.
+pub struct Watcher {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
 }
 
-/// The watcher's loop: never returns.
-fn run(planner: &Planner) {
-    loop {
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Starts the watcher thread for `planner` in the calling thread's network
+/// namespace.
+pub fn spawn(planner: Arc<Planner>) -> io::Result<Watcher> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&stop);
+    let thread = std::thread::Builder::new()
+        .name("link-watch".into())
+        .spawn(move || run(&planner, &flag))?;
+    Ok(Watcher {
+        stop,
+        thread: Some(thread),
+    })
+}
+
+/// The watcher's loop, until `stop` is set.
+fn run(planner: &Planner, stop: &AtomicBool) {
+    while !stop.load(Ordering::Relaxed) {
         match LinkEvents::open() {
-            Ok(events) => {
-                let e = watch(events, planner);
-                eprintln!("edgemig-guest: link watcher: {e}; reopening");
-            }
+            Ok(events) => match watch(events, planner, stop) {
+                Ok(()) => return,
+                Err(e) => eprintln!("edgemig-guest: link watcher: {e}; reopening"),
+            },
             Err(e) => eprintln!("edgemig-guest: link watcher: {e}"),
         }
         // Plans staged meanwhile still get applied at the next look.
@@ -125,20 +148,20 @@ fn run(planner: &Planner) {
     }
 }
 
-/// Serves one socket until it fails.
-fn watch(mut events: LinkEvents, planner: &Planner) -> WatchError {
+/// Serves one socket until it fails or `stop` is set.
+fn watch(mut events: LinkEvents, planner: &Planner, stop: &AtomicBool) -> Result<(), WatchError> {
     // Subscribed now: anything that happened before is read from the links.
     planner.apply_pending();
-    loop {
-        match events.wait() {
-            Ok(Wake::Event | Wake::Timeout) => {
+    while !stop.load(Ordering::Relaxed) {
+        match events.wait()? {
+            Wake::Event | Wake::Timeout => {
                 planner.apply_pending();
             }
-            Ok(Wake::Overrun) => {
+            Wake::Overrun => {
                 eprintln!("edgemig-guest: link notifications dropped (ENOBUFS); resyncing");
                 planner.apply_pending();
             }
-            Err(e) => return e,
         }
     }
+    Ok(())
 }
