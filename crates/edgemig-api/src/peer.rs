@@ -80,6 +80,14 @@ pub struct IncomingReady {
     pub qemu_version: String,
     /// The destination holds the base image: mirror only the top layer.
     pub base_present: bool,
+    /// The VM's address at the destination (with prefix) and its gateway:
+    /// the source stages them in the guest, which configures its handoff
+    /// NIC by itself when that NIC's carrier comes up there.
+    #[serde(default)]
+    pub next_address: Option<String>,
+    /// Gateway of `next_address`'s network.
+    #[serde(default)]
+    pub next_gateway: Option<String>,
 }
 
 /// Progress of the network handoff at the destination.

@@ -146,6 +146,16 @@ fn clients_stay_connected_and_move_to_the_new_address() {
     std::thread::sleep(Duration::from_secs(2));
     let report = migrate(&tb, "site-a", "site-b");
     assert_eq!(report["status"], "completed", "{report}");
+    // The source staged the new address in the guest, which configured
+    // its handoff NIC by itself when the carrier came up at site-b.
+    let plans = site_json(&tb, "site-b", &["vm", "guest", "mover", "nic-plans"]);
+    assert_eq!(plans["plans"][0]["state"], "applied", "{plans}");
+    assert!(
+        plans["plans"][0]["address"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("10.20.0.")),
+        "{plans}"
+    );
     let net = &report["network"];
     assert_eq!(net["handoff"], "done", "{report}");
     assert!(

@@ -37,6 +37,29 @@ fn ms(since: Instant) -> u64 {
     u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
+/// Connections still on the old address only, and connections that use
+/// the new one. A guest speaking protocol 2 reports both exactly (sock_diag,
+/// MPTCP subflows grouped by connection); an older guest only counts
+/// sockets per address, and the difference is the best guess then.
+fn old_and_moved(n: &edgemig_guest_proto::NetReport, old_ip: &str, new_ip: &str) -> (u32, u32) {
+    let count = |list: &[(String, u32)], ip: &str| {
+        list.iter().find(|(a, _)| a == ip).map_or(0, |(_, c)| *c)
+    };
+    if n.connections.is_empty() && n.sole_address.is_empty() {
+        let (old, new) = (count(&n.by_address, old_ip), count(&n.by_address, new_ip));
+        return (old.saturating_sub(new), new);
+    }
+    let moved = n
+        .connections
+        .iter()
+        .filter(|c| c.local_addresses.iter().any(|a| a == new_ip))
+        .count();
+    (
+        count(&n.sole_address, old_ip),
+        u32::try_from(moved).unwrap_or(u32::MAX),
+    )
+}
+
 impl Manager {
     /// The address other sites' agents reach site `site` at.
     pub(crate) fn peer_ip(&self, site: &str) -> Result<Ipv4Addr, ManagerError> {
@@ -205,20 +228,12 @@ impl Manager {
             .unwrap_or_default();
         loop {
             tokio::time::sleep(POLL).await;
-            let (old, new) = match self.guest_nic(live, GuestRequest::NetStatus).await {
-                Ok(GuestReply::Net(n)) => {
-                    let count = |ip: &str| {
-                        n.by_address
-                            .iter()
-                            .find(|(a, _)| a == ip)
-                            .map_or(0, |(_, c)| *c)
-                    };
-                    (count(&old_ip), count(&new_ip))
-                }
+            let (on_old, moved) = match self.guest_nic(live, GuestRequest::NetStatus).await {
+                Ok(GuestReply::Net(n)) => old_and_moved(&n, &old_ip, &new_ip),
                 _ => (0, 0),
             };
-            status.moved = new;
-            status.on_old = old.saturating_sub(new);
+            status.moved = moved;
+            status.on_old = on_old;
             let settled = announced.elapsed() >= SETTLE;
             if (settled && status.on_old == 0) || announced.elapsed() >= grace {
                 break;
@@ -281,5 +296,42 @@ impl Manager {
             .await
             .map_err(|e| crate::http::chain(&e))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use edgemig_guest_proto::{ConnectionInfo, NetReport};
+
+    use super::old_and_moved;
+
+    fn conn(local: &[&str]) -> ConnectionInfo {
+        ConnectionInfo {
+            mptcp: true,
+            remote: "172.30.1.2".into(),
+            local_addresses: local.iter().map(ToString::to_string).collect(),
+            subflows: u32::try_from(local.len()).unwrap(),
+            rtt_ms: 1.0,
+            bytes: 10,
+        }
+    }
+
+    #[test]
+    fn exact_accounting_counts_connections_not_subflows() {
+        let n = NetReport {
+            by_address: vec![("10.10.0.2".into(), 3), ("10.20.0.2".into(), 1)],
+            connections: vec![conn(&["10.10.0.2", "10.20.0.2"]), conn(&["10.10.0.2"])],
+            connections_total: 2,
+            sole_address: vec![("10.10.0.2".into(), 1)],
+        };
+        assert_eq!(old_and_moved(&n, "10.10.0.2", "10.20.0.2"), (1, 1));
+        // A protocol-1 guest: per-address socket counts only.
+        let old = NetReport {
+            by_address: vec![("10.10.0.2".into(), 3), ("10.20.0.2".into(), 1)],
+            connections: vec![],
+            connections_total: 0,
+            sole_address: vec![],
+        };
+        assert_eq!(old_and_moved(&old, "10.10.0.2", "10.20.0.2"), (2, 1));
     }
 }

@@ -184,6 +184,8 @@ impl Manager {
                 },
             )
             .await?;
+        let next_prefix = self.config.vm_network.subnet.prefix_len();
+        let next_gateway = self.config.vm_network.gateway();
         let setup = async {
             let qmp = &live.qmp;
             if let Some(dir) = tls_dir {
@@ -210,6 +212,8 @@ impl Manager {
                 nbd_port,
                 qemu_version: qmp.version().to_string(),
                 base_present: record.base_digest.is_some(),
+                next_address: record.next_address.map(|a| format!("{a}/{next_prefix}")),
+                next_gateway: Some(next_gateway.to_string()),
             })
         };
         match setup.await {

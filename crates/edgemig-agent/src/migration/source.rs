@@ -12,6 +12,7 @@ use axum::http::Method;
 use edgemig_api::peer::{
     HandoffStatus, IncomingReady, IncomingRequest, IncomingStatus, IncomingVm,
 };
+use edgemig_guest_proto::GuestRequest;
 use edgemig_migration::{
     ConvergenceAction, ConvergenceConfig, ConvergenceMonitor, HostEnv, MigrateOptions,
     MigrationPlan, MigrationReport, MigrationSample, NetworkReport, PathBytes, PathThroughput,
@@ -77,6 +78,8 @@ fn qmp_err(phase: &'static str) -> impl FnOnce(edgemig_qmp::QmpError) -> SourceE
 #[derive(Debug, Default)]
 struct Done {
     dest_prepared: bool,
+    /// The guest NIC a handoff plan was staged for.
+    plan_staged: Option<String>,
     mirror: bool,
     memory: bool,
     tunnel: Option<u32>,
@@ -381,6 +384,9 @@ impl SourceJob {
             )));
         }
         let host = self.peer_addr.ip().to_string();
+        if self.options.handoff {
+            done.plan_staged = self.stage_handoff_plan(&live, &record, &ready).await;
+        }
 
         if let (Some(port), Some(_)) = (ready.nbd_port, record.disk_mib) {
             let sync = if ready.base_present {
@@ -584,9 +590,52 @@ impl SourceJob {
         }
     }
 
+    /// Tells the guest (protocol 2 and later) where its handoff NIC goes:
+    /// it configures the NIC itself the moment its carrier comes up at the
+    /// destination. Returns the NIC; `None` when the guest cannot take a
+    /// plan (the destination's host-driven handoff does it all then).
+    async fn stage_handoff_plan(
+        &self,
+        live: &Live,
+        record: &VmRecord,
+        ready: &IncomingReady,
+    ) -> Option<String> {
+        let (Some(address), Some(gateway)) = (&ready.next_address, &ready.next_gateway) else {
+            return None;
+        };
+        if live.guest.agent().is_none_or(|a| a.protocol < 2) {
+            return None;
+        }
+        let nic = format!("eth{}", 1 - record.active_nic.min(1));
+        let plan = GuestRequest::NicPlan {
+            nic: nic.clone(),
+            address: address.clone(),
+            gateway: gateway.clone(),
+        };
+        match live.guest.request(plan, Duration::from_secs(10)).await {
+            Ok(_) => {
+                tracing::info!(vm = %self.vm, %nic, %address, "handoff plan staged in the guest");
+                Some(nic)
+            }
+            Err(e) => {
+                tracing::warn!(vm = %self.vm, error = %crate::http::chain(&e), "cannot stage the handoff plan; the destination will configure the NIC");
+                None
+            }
+        }
+    }
+
     /// Undoes what was set up; the source VM ends up running.
     async fn rollback(&self, done: &Done) {
         if let Ok((_, live)) = self.live().await {
+            if let Some(nic) = &done.plan_staged {
+                let _ = live
+                    .guest
+                    .request(
+                        GuestRequest::NicRetire { nic: nic.clone() },
+                        Duration::from_secs(10),
+                    )
+                    .await;
+            }
             let qmp = &live.qmp;
             if done.memory {
                 let _ = qmp.migrate_cancel().await;

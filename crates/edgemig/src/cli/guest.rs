@@ -35,6 +35,8 @@ pub enum GuestCommand {
     },
     /// Count the guest's TCP connections (MPTCP subflows included) by local address.
     NetStatus,
+    /// The NIC plans staged for handoffs and what became of them.
+    NicPlans,
     /// Write seeded data to the data disk.
     DiskWrite {
         /// Amount in MiB.
@@ -85,6 +87,7 @@ impl From<GuestCommand> for GuestRequest {
             GuestCommand::MemVerify => Self::MemVerify,
             GuestCommand::MemFill { mib } => Self::MemFill { mib },
             GuestCommand::NetStatus => Self::NetStatus,
+            GuestCommand::NicPlans => Self::NicPlans,
             GuestCommand::DiskWrite {
                 mib,
                 seed,
