@@ -1,14 +1,15 @@
 //! `edgemig demo`: the paper's story with real parts. Alice talks to her VM
 //! at the far site over MPTCP; she commutes (her link to site-a gets slower
-//! and farther), the VM follows her to site-b over both inter-site paths,
+//! and farther), the VM's follow policy moves it to site-b over both inter-site paths,
 //! hands its address over, and her connection survives and gets faster.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use edgemig_api::{ApiClient, MigrateRequest, VmCreate};
+use edgemig_api::{ApiClient, PolicySpec, VmCreate};
 use edgemig_guest_proto::{GuestRequest, SERVICE_PORT};
-use edgemig_migration::{MigrateOptions, MigrationReport, ReportStatus};
+use edgemig_migration::{MigrationReport, ReportStatus};
+use edgemig_policy::FollowPolicy;
 use edgemig_testbed::units::parse_rate;
 use edgemig_testbed::{TestbedConfig, UpOptions};
 use serde::Serialize;
@@ -203,23 +204,45 @@ async fn story(
     say(
         opts.live,
         &format!(
-            "alice: {mbit_before:.1} Mbit/s, RTT {rtt_before:.1} ms to her VM at site-a; migrating to site-b over both paths"
+            "alice: {mbit_before:.1} Mbit/s, RTT {rtt_before:.1} ms to her VM at site-a; setting the VM's policy to follow her"
         ),
     );
-    // No compression, so the single-TCP estimate (bytes sent / one path's
-    // rate) compares like with like.
-    let options = MigrateOptions {
-        compression: edgemig_migration::Compression::None,
-        ..MigrateOptions::default()
+    // The follow policy decides: site-b is now far nearer alice, so once
+    // that holds for the hold time the VM moves there, over both paths,
+    // with the network handoff.
+    let policy = FollowPolicy {
+        hold_ms: 3_000,
+        ..FollowPolicy::default()
     };
-    a.migrate(
-        vm,
-        &MigrateRequest {
-            to: "site-b".into(),
-            options,
-        },
-    )
-    .await?;
+    a.set_policy(vm, &PolicySpec::Follow(policy)).await?;
+    let decided = Instant::now();
+    loop {
+        if a.migration(vm).await.is_ok() {
+            break;
+        }
+        if decided.elapsed() > Duration::from_secs(90) {
+            let why = a
+                .vm(vm)
+                .await
+                .ok()
+                .and_then(|v| v.policy)
+                .map(|p| format!("{}: {}", p.status, p.explanation.unwrap_or_default()))
+                .unwrap_or_default();
+            return Err(DemoError::Migration(format!(
+                "the follow policy did not move the VM within 90 s ({why})"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    if let Some(p) = a.vm(vm).await.ok().and_then(|v| v.policy) {
+        say(
+            opts.live,
+            &format!(
+                "follow policy: {}",
+                p.explanation.unwrap_or_else(|| p.status.clone())
+            ),
+        );
+    }
     let report = loop {
         let view = a.migration(vm).await?;
         if let Some(r) = view.report.filter(|_| !view.running) {
