@@ -8,6 +8,7 @@
 
 mod inputs;
 pub mod probe;
+pub mod record;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -194,6 +195,15 @@ impl Manager {
             };
             let policy = follow.policy.clone();
             let decision = follow.follower.observe(&observation, &policy);
+            record::append(
+                &self.config.state_dir.join("follow"),
+                vm,
+                &record::RecordLine {
+                    observation: &observation,
+                    policy: &policy,
+                    decision: &decision,
+                },
+            );
             if let Err(e) = self.store.put(&fresh) {
                 tracing::warn!(vm, error = %crate::http::chain(&e), "cannot store the follow state");
             }
