@@ -8,6 +8,7 @@ pub mod demo;
 pub mod handoff;
 pub mod links;
 pub mod migrate;
+pub mod paper;
 pub mod session;
 pub mod tools;
 
@@ -17,3 +18,4 @@ pub use links::{LinksOptions, LinksReport, LinksRun, run_links};
 pub use migrate::{
     DiskSetup, MigrateBenchOptions, MigrateBenchReport, Scenario, run_migrate_bench,
 };
+pub use paper::{PaperOptions, PaperOutput, PaperResults, run_paper};
