@@ -90,6 +90,12 @@ fn quick_paper_bench_writes_results_tables_and_plots() {
     assert_eq!(results["repeat"], 1);
     assert!(results["date"].as_str().is_some_and(|d| d.ends_with('Z')));
     assert!(results["machine"]["cpus"].as_u64() >= Some(1));
+    assert_eq!(
+        results["failures"],
+        serde_json::json!([]),
+        "{}",
+        results["failures"]
+    );
     let figures = results["figures"].as_array().expect("figures");
     let expected: [(&str, &[&str], usize); 6] = [
         ("time_vs_bandwidth", &["baseline", "mptcp", "auto"], 1),

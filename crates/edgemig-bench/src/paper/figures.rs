@@ -100,15 +100,40 @@ fn series(points: Vec<Vec<FigurePoint>>) -> Vec<FigureSeries> {
         .collect()
 }
 
+/// `error` and its causes on one line.
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut s = error.to_string();
+    let mut cause = error.source();
+    while let Some(c) = cause {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cause = c.source();
+    }
+    s
+}
+
 impl FigureContext {
+    /// A migration-time point; runs that never happened (their testbed
+    /// failed) count as attempted.
+    fn migration_point(&self, x: XValue, reports: &[MigrationReport]) -> FigurePoint {
+        let mut point = FigurePoint::from_migrations(x, reports);
+        point.attempted = point.attempted.max(self.repeat);
+        point
+    }
+
     /// Migrates one guest with every system, `repeat` times (interleaved),
     /// on a testbed of its own; the reports per system, in [`SYSTEMS`] order.
+    ///
+    /// A failure (testbed, agent, a migration that never ended) is added to
+    /// `failures` (as `what: error`) and leaves every system without reports.
     async fn three_systems(
         &self,
         figure: &str,
+        what: &str,
         config: &TestbedConfig,
         workload: &Workload,
-    ) -> Result<Vec<Vec<MigrationReport>>, FigureError> {
+        failures: &mut Vec<String>,
+    ) -> Vec<Vec<MigrationReport>> {
         let systems: Vec<System> = (0..self.repeat)
             .flat_map(|_| SYSTEMS.iter().map(|(s, _)| *s))
             .collect();
@@ -124,8 +149,15 @@ impl FigureContext {
         .map_err(|source| FigureError::Migrate {
             figure: figure.into(),
             source,
-        })?;
-        Ok(SYSTEMS
+        });
+        let reports = match reports {
+            Ok(r) => r,
+            Err(e) => {
+                failures.push(format!("{what}: {}", error_chain(&e)));
+                Vec::new()
+            }
+        };
+        SYSTEMS
             .iter()
             .map(|(s, _)| {
                 reports
@@ -134,11 +166,11 @@ impl FigureContext {
                     .map(|(_, r)| r.clone())
                     .collect()
             })
-            .collect())
+            .collect()
     }
 
     /// Migration time against the rate of every path.
-    pub async fn bandwidth(&self) -> Result<Figure, FigureError> {
+    pub async fn bandwidth(&self, failures: &mut Vec<String>) -> Figure {
         let id = "time_vs_bandwidth";
         let p = &self.plan;
         let mut points = vec![Vec::new(); SYSTEMS.len()];
@@ -150,16 +182,19 @@ impl FigureContext {
                 disk: None,
             };
             let per_system = self
-                .three_systems(id, &with_rate(&self.config, mbit), &workload)
-                .await?;
+                .three_systems(
+                    id,
+                    &format!("{id} at {mbit} Mbit/s"),
+                    &with_rate(&self.config, mbit),
+                    &workload,
+                    failures,
+                )
+                .await;
             for (i, reports) in per_system.iter().enumerate() {
-                points[i].push(FigurePoint::from_migrations(
-                    XValue::Number(mbit as f64),
-                    reports,
-                ));
+                points[i].push(self.migration_point(XValue::Number(mbit as f64), reports));
             }
         }
-        Ok(Figure {
+        Figure {
             id: id.into(),
             title: "Migration time vs bandwidth per path".into(),
             kind: "line".into(),
@@ -178,11 +213,11 @@ impl FigureContext {
             notes: Vec::new(),
             plots: Vec::new(),
             plot_error: None,
-        })
+        }
     }
 
     /// Migration time against the guest's memory size, with a memory writer.
-    pub async fn memory(&self) -> Result<Figure, FigureError> {
+    pub async fn memory(&self, failures: &mut Vec<String>) -> Figure {
         let id = "time_vs_memory";
         let p = &self.plan;
         let config = with_rate(&self.config, p.memory_rate_mbit);
@@ -194,15 +229,20 @@ impl FigureContext {
                 mem_write: Some((p.writer_of(mib), Some(p.writer_rate_mib_s))),
                 disk: None,
             };
-            let per_system = self.three_systems(id, &config, &workload).await?;
+            let per_system = self
+                .three_systems(
+                    id,
+                    &format!("{id} at {mib} MiB"),
+                    &config,
+                    &workload,
+                    failures,
+                )
+                .await;
             for (i, reports) in per_system.iter().enumerate() {
-                points[i].push(FigurePoint::from_migrations(
-                    XValue::Number(mib as f64),
-                    reports,
-                ));
+                points[i].push(self.migration_point(XValue::Number(mib as f64), reports));
             }
         }
-        Ok(Figure {
+        Figure {
             id: id.into(),
             title: "Migration time vs VM memory size".into(),
             kind: "line".into(),
@@ -223,12 +263,12 @@ impl FigureContext {
             notes: Vec::new(),
             plots: Vec::new(),
             plot_error: None,
-        })
+        }
     }
 
     /// The client's throughput and RTT after a migration with and without
     /// the handoff: two figures (`handoff` in Mbit/s, `handoff_rtt` in ms).
-    pub async fn handoff(&self) -> Result<[Figure; 2], FigureError> {
+    pub async fn handoff(&self, failures: &mut Vec<String>) -> [Figure; 2] {
         let opts = HandoffOptions {
             config: self.config.clone(),
             seconds: self.plan.handoff_seconds,
@@ -245,7 +285,11 @@ impl FigureContext {
         let mut timed_out = 0u32;
         for _ in 0..self.repeat {
             match tokio::time::timeout(budget, run_handoff_bench(&opts)).await {
-                Ok(report) => reports.push(report.map_err(FigureError::Handoff)?),
+                Ok(Ok(report)) => reports.push(report),
+                Ok(Err(e)) => failures.push(format!(
+                    "handoff: {}",
+                    error_chain(&FigureError::Handoff(e))
+                )),
                 Err(_) => timed_out += 1,
             }
         }
@@ -318,7 +362,7 @@ impl FigureContext {
                 plots: Vec::new(),
                 plot_error: None,
             };
-        Ok([
+        [
             figure(
                 "handoff",
                 "Client throughput after migration, with and without handoff",
@@ -331,12 +375,12 @@ impl FigureContext {
                 "ms",
                 |c| c.2,
             ),
-        ])
+        ]
     }
 
     /// A data disk over a base image cached at the destination vs not:
     /// two figures (`disk`: time; `disk_bytes`: bytes sent).
-    pub async fn disk(&self) -> Result<[Figure; 2], FigureError> {
+    pub async fn disk(&self, failures: &mut Vec<String>) -> [Figure; 2] {
         let p = &self.plan;
         let config = with_rate(&self.config, p.memory_rate_mbit);
         let setups = [
@@ -344,7 +388,7 @@ impl FigureContext {
             ("no base at destination", false),
         ];
         let mut runs: Vec<Vec<MigrationReport>> = Vec::new();
-        for (_, at_destination) in setups {
+        for (name, at_destination) in setups {
             let workload = Workload {
                 memory_mib: p.disk_memory_mib,
                 fill_mib: p.disk_fill_mib,
@@ -370,15 +414,18 @@ impl FigureContext {
                 .map_err(|source| FigureError::Migrate {
                     figure: "disk".into(),
                     source,
-                })?;
-                reports.extend(one.into_iter().map(|(_, r)| r));
+                });
+                match one {
+                    Ok(one) => reports.extend(one.into_iter().map(|(_, r)| r)),
+                    Err(e) => failures.push(format!("disk ({name}): {}", error_chain(&e))),
+                }
             }
             runs.push(reports);
         }
         let time_points = setups
             .iter()
             .zip(&runs)
-            .map(|((name, _), r)| FigurePoint::from_migrations(XValue::Category((*name).into()), r))
+            .map(|((name, _), r)| self.migration_point(XValue::Category((*name).into()), r))
             .collect();
         let bytes_point = |name: &str, r: &[MigrationReport], pick: fn(&MigrationReport) -> u64| {
             let samples = r
@@ -391,11 +438,7 @@ impl FigureContext {
                     }
                 })
                 .collect();
-            FigurePoint::from_samples(
-                XValue::Category(name.into()),
-                samples,
-                u32::try_from(r.len()).unwrap_or(u32::MAX),
-            )
+            FigurePoint::from_samples(XValue::Category(name.into()), samples, self.repeat)
         };
         let bytes_series =
             |system: &str, label: &str, pick: fn(&MigrationReport) -> u64| FigureSeries {
@@ -437,7 +480,7 @@ impl FigureContext {
             p.disk.written_mib,
             self.repeat
         );
-        Ok([
+        [
             Figure {
                 id: "disk".into(),
                 title: "Disk migration time, base image cached at the destination or not".into(),
@@ -471,6 +514,6 @@ impl FigureContext {
                 plots: Vec::new(),
                 plot_error: None,
             },
-        ])
+        ]
     }
 }

@@ -37,6 +37,13 @@ pub fn render(results: &PaperResults) -> String {
     for figure in &results.figures {
         figure_table(&mut out, figure);
     }
+    if !results.failures.is_empty() {
+        let _ = writeln!(out, "## Failed measurements\n");
+        for f in &results.failures {
+            let _ = writeln!(out, "- {f}");
+        }
+        out.push('\n');
+    }
     out
 }
 
@@ -192,6 +199,7 @@ mod tests {
             limit_s: 600,
             conditions: "all".into(),
             figures: vec![figure],
+            failures: Vec::new(),
         };
         let md = render(&results);
         assert!(

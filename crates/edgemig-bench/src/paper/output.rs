@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
+use super::figures::error_chain;
 use super::markdown;
 use super::plots;
 use super::results::PaperResults;
@@ -88,17 +89,6 @@ fn write(path: &Path, text: &str) -> Result<(), OutputError> {
         path: path.to_path_buf(),
         source,
     })
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut s = error.to_string();
-    let mut cause = error.source();
-    while let Some(c) = cause {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cause = c.source();
-    }
-    s
 }
 
 #[cfg(test)]

@@ -30,6 +30,9 @@ pub struct PaperResults {
     pub conditions: String,
     /// The figures, in the order they were measured.
     pub figures: Vec<Figure>,
+    /// Measurements that failed (their points are null), with the error.
+    #[serde(default)]
+    pub failures: Vec<String>,
 }
 
 /// The machine the run measured.

@@ -144,10 +144,17 @@ async fn run_paper_cmd(args: PaperArgs, json: bool) -> anyhow::Result<()> {
         ),
     };
     if json {
-        return output::json(&out.results);
+        output::json(&out.results)?;
+    } else {
+        println!("{}", out.markdown);
+        println!("Results, tables and plots: {}", out.out_dir.display());
     }
-    println!("{}", out.markdown);
-    println!("Results, tables and plots: {}", out.out_dir.display());
+    anyhow::ensure!(
+        out.results.failures.is_empty(),
+        "{} measurement(s) failed (their points are null): {}",
+        out.results.failures.len(),
+        out.results.failures.join("; ")
+    );
     Ok(())
 }
 
