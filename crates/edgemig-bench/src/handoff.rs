@@ -256,7 +256,12 @@ async fn run_once(opts: &HandoffOptions, handoff: bool) -> Result<Run, HandoffBe
     let errors = session.errors();
     let stall_ms = session.max_stall_ms();
     drop(session);
-    let target = match report.network.as_ref().filter(|n| n.handoff == "done") {
+    // A handoff that timed out retired the old address as well.
+    let target = match report
+        .network
+        .as_ref()
+        .filter(|n| n.handoff == "done" || n.handoff == "timeout")
+    {
         Some(n) => format!(
             "{}:{SERVICE_PORT}",
             n.new_address.split('/').next().unwrap_or_default()

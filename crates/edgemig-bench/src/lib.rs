@@ -9,6 +9,7 @@ pub mod follow;
 pub mod handoff;
 pub mod links;
 pub mod migrate;
+pub mod paper;
 pub mod session;
 pub mod tools;
 
@@ -19,3 +20,4 @@ pub use links::{LinksOptions, LinksReport, LinksRun, run_links};
 pub use migrate::{
     DiskSetup, MigrateBenchOptions, MigrateBenchReport, Scenario, run_migrate_bench,
 };
+pub use paper::{PaperOptions, PaperOutput, PaperResults, run_paper};

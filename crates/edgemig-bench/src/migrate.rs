@@ -201,26 +201,97 @@ struct Bed {
     names: [String; 2],
 }
 
-async fn run_scenario(
-    opts: &MigrateBenchOptions,
-    scenario: Scenario,
+/// The binaries and guest image a benchmark testbed needs.
+#[derive(Debug, Clone)]
+pub(crate) struct Binaries {
+    /// `edgemigd` binary.
+    pub agent: PathBuf,
+    /// `edgemig-linkemu` binary.
+    pub linkemu: PathBuf,
+    /// Guest image.
+    pub image_dir: PathBuf,
+}
+
+/// What the migrated guest holds and does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Workload {
+    /// Guest RAM in MiB.
+    pub memory_mib: u64,
+    /// Mixed data held in guest memory, MiB (0 for none).
+    pub fill_mib: u32,
+    /// Memory writer: working set (MiB) and dirty rate (MiB/s, `None` for
+    /// as fast as it can); started after the fill.
+    pub mem_write: Option<(u32, Option<u32>)>,
+    /// A data disk.
+    pub disk: Option<DiskSetup>,
+}
+
+/// One system under test: how a migration is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct System {
+    /// Its name in reports (`baseline`, `mptcp`, `auto`).
+    pub label: &'static str,
+    /// Transport.
+    pub transport: Transport,
+    /// Compression request.
+    pub compression: Compression,
+    /// Postcopy policy.
+    pub postcopy: PostcopyPolicy,
+}
+
+impl System {
+    /// Plain QEMU: one TCP connection, no multifd, no compression.
+    pub const BASELINE: Self = Self {
+        label: "baseline",
+        transport: Transport::Tcp,
+        compression: Compression::None,
+        postcopy: PostcopyPolicy::Never,
+    };
+    /// edgemig over MPTCP without compression.
+    pub const MPTCP: Self = Self {
+        label: "mptcp",
+        transport: Transport::Mptcp,
+        compression: Compression::None,
+        postcopy: PostcopyPolicy::Never,
+    };
+    /// edgemig over MPTCP with `--compression auto`.
+    pub const AUTO: Self = Self {
+        label: "auto",
+        transport: Transport::Mptcp,
+        compression: Compression::Auto,
+        postcopy: PostcopyPolicy::Never,
+    };
+}
+
+/// Brings up testbed `name` on `config`, starts a guest with `workload` at
+/// the first site, and migrates it once per entry of `systems`, in order,
+/// back and forth between the first two sites (a migration that does not
+/// complete leaves the VM where it was). Every migration is cancelled after
+/// `limit`. The testbed is removed however this ends (dropping the future
+/// included).
+pub(crate) async fn run_systems(
+    name: &str,
     config: &TestbedConfig,
-) -> Result<MigrateRun, MigrateBenchError> {
-    let name = format!(
-        "bm{}{}",
-        std::process::id() % 100_000,
-        scenario.name().len()
-    );
+    binaries: &Binaries,
+    workload: &Workload,
+    systems: &[System],
+    limit: Duration,
+) -> Result<Vec<(&'static str, MigrationReport)>, MigrateBenchError> {
+    if config.sites.len() < 2 || config.paths.is_empty() {
+        return Err(MigrateBenchError::Config(
+            "The config needs two sites joined by paths".into(),
+        ));
+    }
     let state = edgemig_testbed::up(&UpOptions {
-        name: name.clone(),
+        name: name.to_string(),
         config: config.clone(),
-        agent: opts.agent.clone(),
-        linkemu: opts.linkemu.clone(),
-        image_dir: opts.image_dir.clone(),
+        agent: binaries.agent.clone(),
+        linkemu: binaries.linkemu.clone(),
+        image_dir: binaries.image_dir.clone(),
     })
     .await?;
     let _cleanup = Cleanup {
-        testbed: name,
+        testbed: name.to_string(),
         pids: Vec::new(),
     };
     let bed = Bed {
@@ -231,7 +302,7 @@ async fn run_scenario(
         names: [state.sites[0].name.clone(), state.sites[1].name.clone()],
     };
     let vm = "bench";
-    let disk = (scenario == Scenario::Disk).then_some(opts.disk);
+    let disk = workload.disk;
     let base_image = match disk {
         Some(d) if d.base_mib > 0 => Some(import_base(&bed, &d).await?),
         _ => None,
@@ -239,7 +310,7 @@ async fn run_scenario(
     bed.sites[0]
         .create_vm(&VmCreate {
             name: vm.into(),
-            memory_mib: opts.memory_mib,
+            memory_mib: workload.memory_mib,
             vcpus: 1,
             disk_mib: disk.map(|d| d.disk_mib),
             base_image,
@@ -247,19 +318,19 @@ async fn run_scenario(
         .await?;
     bed.sites[0].start_vm(vm).await?;
     bed.sites[0].guest(vm, &GuestRequest::Hello).await?;
-    if scenario == Scenario::Dirty {
+    if workload.fill_mib > 0 {
         bed.sites[0]
             .guest(
                 vm,
-                &GuestRequest::MemWrite {
-                    mib: 128,
-                    rate_mib_s: None,
+                &GuestRequest::MemFill {
+                    mib: workload.fill_mib,
                 },
             )
             .await?;
-    } else {
+    }
+    if let Some((mib, rate_mib_s)) = workload.mem_write {
         bed.sites[0]
-            .guest(vm, &GuestRequest::MemFill { mib: opts.fill_mib })
+            .guest(vm, &GuestRequest::MemWrite { mib, rate_mib_s })
             .await?;
     }
     if let Some(d) = disk {
@@ -275,41 +346,68 @@ async fn run_scenario(
             )
             .await?;
     }
-    let systems: Vec<(&str, Transport, Compression)> = if scenario == Scenario::Dirty {
-        vec![("auto", Transport::Mptcp, Compression::Auto)]
-    } else {
-        vec![
-            ("baseline", Transport::Tcp, Compression::None),
-            ("mptcp", Transport::Mptcp, Compression::None),
-            ("auto", Transport::Mptcp, Compression::Auto),
-        ]
-    };
     let mut at = 0usize;
     let mut reports = Vec::new();
-    let mut by_system = std::collections::HashMap::new();
-    for (label, transport, compression) in systems {
+    for system in systems {
         let from = at;
         let to = 1 - at;
-        // A guest dirtying memory flat out converges only with postcopy as
-        // the last resort (auto-converge throttling is not enough under TCG).
-        let postcopy = if scenario == Scenario::Dirty {
-            PostcopyPolicy::Fallback
-        } else {
-            PostcopyPolicy::Never
-        };
         let report = migrate_once(
             &bed,
             from,
             to,
             vm,
-            (transport, compression, postcopy),
-            opts.limit,
+            (system.transport, system.compression, system.postcopy),
+            limit,
         )
         .await?;
-        tracing::info!(scenario = scenario.name(), system = label, status = ?report.status, total_ms = report.total_ms, "benchmark run");
+        tracing::info!(testbed = name, system = system.label, status = ?report.status, total_ms = report.total_ms, "benchmark run");
         if report.status == ReportStatus::Completed {
             at = to;
         }
+        reports.push((system.label, report));
+    }
+    Ok(reports)
+}
+
+async fn run_scenario(
+    opts: &MigrateBenchOptions,
+    scenario: Scenario,
+    config: &TestbedConfig,
+) -> Result<MigrateRun, MigrateBenchError> {
+    let name = format!(
+        "bm{}{}",
+        std::process::id() % 100_000,
+        scenario.name().len()
+    );
+    let workload = Workload {
+        memory_mib: opts.memory_mib,
+        fill_mib: if scenario == Scenario::Dirty {
+            0
+        } else {
+            opts.fill_mib
+        },
+        mem_write: (scenario == Scenario::Dirty).then_some((128, None)),
+        disk: (scenario == Scenario::Disk).then_some(opts.disk),
+    };
+    // A guest dirtying memory flat out converges only with postcopy as the
+    // last resort (auto-converge throttling is not enough under TCG).
+    let systems = if scenario == Scenario::Dirty {
+        vec![System {
+            postcopy: PostcopyPolicy::Fallback,
+            ..System::AUTO
+        }]
+    } else {
+        vec![System::BASELINE, System::MPTCP, System::AUTO]
+    };
+    let binaries = Binaries {
+        agent: opts.agent.clone(),
+        linkemu: opts.linkemu.clone(),
+        image_dir: opts.image_dir.clone(),
+    };
+    let labelled = run_systems(&name, config, &binaries, &workload, &systems, opts.limit).await?;
+    let mut reports = Vec::new();
+    let mut by_system = std::collections::HashMap::new();
+    for (label, report) in labelled {
         by_system.insert(label, report.clone());
         reports.push(report);
     }

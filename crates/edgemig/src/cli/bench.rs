@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use clap::Subcommand;
 use edgemig_bench::{
     DiskSetup, HandoffOptions, LinksOptions, LinksReport, LinksRun, MigrateBenchOptions,
-    MigrateBenchReport, Scenario, run_handoff_bench, run_links, run_migrate_bench,
+    MigrateBenchReport, PaperOptions, Scenario, run_handoff_bench, run_links, run_migrate_bench,
+    run_paper,
 };
 use edgemig_testbed::TestbedConfig;
 
@@ -81,12 +82,90 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 600)]
         limit_s: u64,
     },
+    /// The paper's evaluation with its baselines in the same run: migration
+    /// time vs bandwidth and vs memory size, the client after a migration with
+    /// and without handoff, a data disk with and without a cached base image.
+    /// Writes results.json, results.md and PNG + SVG plots.
+    Paper(PaperArgs),
+}
+
+/// Options of `bench paper`.
+#[derive(Debug, clap::Args)]
+pub struct PaperArgs {
+    /// Run one point per figure with small guests (a few minutes).
+    #[arg(long)]
+    quick: bool,
+    /// Output directory [default: bench-results/paper-<UTC timestamp>].
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Write into a non-empty output directory.
+    #[arg(long)]
+    force: bool,
+    /// Runs per point; each point is their median.
+    #[arg(long, default_value_t = 1)]
+    repeat: u32,
+    /// Testbed config [default: the default testbed].
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Seconds after which a migration is cancelled (its run counts as
+    /// missing; a point without runs is null).
+    #[arg(long, default_value_t = 600)]
+    limit_s: u64,
+}
+
+/// Runs `bench paper`: prints the Markdown tables (or, with `--json`,
+/// results.json) and where the output went.
+async fn run_paper_cmd(args: PaperArgs, json: bool) -> anyhow::Result<()> {
+    let exe_dir = std::env::current_exe()?
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_default();
+    let target = target_dir();
+    let opts = PaperOptions {
+        config: match args.config {
+            Some(path) => TestbedConfig::load(&path)?,
+            None => TestbedConfig::default_config(),
+        },
+        quick: args.quick,
+        repeat: args.repeat,
+        limit: std::time::Duration::from_secs(args.limit_s),
+        out_dir: args
+            .out
+            .unwrap_or_else(edgemig_bench::paper::default_out_dir),
+        force: args.force,
+        agent: exe_dir.join("edgemigd"),
+        linkemu: exe_dir.join("edgemig-linkemu"),
+        image_dir: target.join("guest-image"),
+        tool: target.join("x86_64-unknown-linux-gnu/release/edgemig-guest"),
+    };
+    // Dropping the run on Ctrl-C removes its testbeds (their guards).
+    let out = tokio::select! {
+        r = run_paper(&opts) => r?,
+        _ = tokio::signal::ctrl_c() => anyhow::bail!(
+            "Interrupted; the benchmark's testbeds were removed; partial results are in {}",
+            opts.out_dir.display()
+        ),
+    };
+    if json {
+        output::json(&out.results)?;
+    } else {
+        println!("{}", out.markdown);
+        println!("Results, tables and plots: {}", out.out_dir.display());
+    }
+    anyhow::ensure!(
+        out.results.failures.is_empty(),
+        "{} measurement(s) failed (their points are null): {}",
+        out.results.failures.len(),
+        out.results.failures.join("; ")
+    );
+    Ok(())
 }
 
 /// Runs a benchmark.
 pub async fn run(cmd: BenchCommand, json: bool) -> anyhow::Result<()> {
     let (config, seconds, sweep, tool) = match cmd {
         BenchCommand::Follow(args) => return super::bench_follow::run(args, json).await,
+        BenchCommand::Paper(args) => return run_paper_cmd(args, json).await,
         BenchCommand::Links {
             config,
             seconds,
