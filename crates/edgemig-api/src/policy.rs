@@ -38,7 +38,8 @@ pub struct PolicyView {
     /// When it was set, unix ms.
     pub set_at_ms: u64,
     /// What the site's controller is doing about it now, in words
-    /// (`deciding`, `lease held by site-b`, `directory unavailable: …`).
+    /// (`following`, `migrating to site-b`, `lease held by site-b; not
+    /// deciding`, `directory unavailable: …; not deciding`).
     pub status: String,
     /// The last decision, with its inputs and scores.
     pub decision: Option<Decision>,

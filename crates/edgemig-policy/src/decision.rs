@@ -166,15 +166,32 @@ fn better(gain: f64) -> String {
     }
 }
 
+/// An instant (unix ms) in words: relative to `now` when known.
+fn when(at_ms: u64, now: Option<u64>) -> String {
+    match now {
+        Some(now) if at_ms <= now => format!("{} ago", secs(now - at_ms)),
+        Some(now) => format!("in {}", secs(at_ms - now)),
+        None => format!("at unix time {}", secs(at_ms)),
+    }
+}
+
 impl fmt::Display for Reason {
+    /// Instants are absolute here; a [`Decision`] shows them relative to
+    /// its own time.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.describe(f, None)
+    }
+}
+
+impl Reason {
+    fn describe(&self, f: &mut fmt::Formatter<'_>, now: Option<u64>) -> fmt::Result {
         match self {
             Reason::InvalidPolicy { error } => write!(f, "invalid policy: {error}"),
             Reason::InvalidObservation { error } => write!(f, "invalid observation: {error}"),
             Reason::ClockWentBack { last_ms } => write!(
                 f,
                 "observation older than the previous one ({}), ignored",
-                secs(*last_ms)
+                when(*last_ms, now)
             ),
             Reason::MigrationInProgress => f.write_str("a migration is in progress"),
             Reason::NoClients => f.write_str("no active clients"),
@@ -204,9 +221,9 @@ impl fmt::Display for Reason {
                 required_gain,
             } => write!(
                 f,
-                "{site} is {}, but the VM left it at {}; going back needs {}%",
+                "{site} is {}, but the VM left it {}; going back needs {}%",
                 better(*gain),
-                secs(*left_at_ms),
+                when(*left_at_ms, now),
                 pct(*required_gain)
             ),
             Reason::Holding {
@@ -218,7 +235,7 @@ impl fmt::Display for Reason {
                 f,
                 "{site} is {} since {}, holding {} more",
                 better(*gain),
-                secs(*since_ms),
+                when(*since_ms, now),
                 secs(*remaining_ms)
             ),
             Reason::CostTooHigh {
@@ -241,8 +258,8 @@ impl fmt::Display for Reason {
                 next_slot_ms,
             } => write!(
                 f,
-                "{site} is worth it, but {migrations} of {max_per_hour} migrations per hour are used (next at {})",
-                secs(*next_slot_ms)
+                "{site} is worth it, but {migrations} of {max_per_hour} migrations per hour are used (next {})",
+                when(*next_slot_ms, now)
             ),
             Reason::Migrate {
                 site,
@@ -267,11 +284,10 @@ impl fmt::Display for Decision {
     /// Line 1: action and reason. Line 2 (when scored): every site's mean.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.action {
-            Action::Stay => write!(f, "stay at {}: {}", self.current_site, self.reason)?,
-            Action::Migrate { to } => {
-                write!(f, "migrate {} -> {to}: {}", self.current_site, self.reason)?
-            }
+            Action::Stay => write!(f, "stay at {}: ", self.current_site)?,
+            Action::Migrate { to } => write!(f, "migrate {} -> {to}: ", self.current_site)?,
         }
+        self.reason.describe(f, Some(self.at_ms))?;
         if self.scores.is_empty() {
             return Ok(());
         }

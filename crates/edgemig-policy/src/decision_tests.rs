@@ -86,7 +86,7 @@ fn stay_explanations() {
                 since_ms: 120_000,
                 remaining_ms: 5_000,
             },
-            "stay at a: b is 75% better since 120.0s, holding 5.0s more",
+            "stay at a: b is 75% better since 20.0s ago, holding 5.0s more",
         ),
         (
             Reason::GainBelowMinimum {

@@ -35,7 +35,12 @@ pub fn code_for(error: &anyhow::Error) -> u8 {
                 _ => FAILURE,
             };
         }
-        if cause.downcast_ref::<crate::size::SizeError>().is_some() {
+        if cause.downcast_ref::<crate::size::SizeError>().is_some()
+            || cause.downcast_ref::<edgemig_policy::UnitsError>().is_some()
+            || cause
+                .downcast_ref::<edgemig_policy::PolicyError>()
+                .is_some()
+        {
             return INVALID;
         }
     }

@@ -54,6 +54,19 @@ fn cli_reports_bad_requests_with_exit_codes() {
     let out = cli(&s, &["vm", "guest", "dup", "hello"]);
     assert_eq!(code(&out), i32::from(exit::CONFLICT), "{}", stderr(&out));
 
+    // Placement policies: bad values, unknown VM, and a site without a
+    // directory (this agent has none) each get their own code.
+    let out = cli(&s, &["vm", "policy", "dup", "follow", "--min-gain", "150%"]);
+    assert_eq!(code(&out), i32::from(exit::INVALID), "{}", stderr(&out));
+    let out = cli(&s, &["vm", "policy", "dup", "follow", "--hold", "soon"]);
+    assert_eq!(code(&out), i32::from(exit::INVALID), "{}", stderr(&out));
+    let out = cli(&s, &["vm", "policy", "ghost", "follow"]);
+    assert_eq!(code(&out), i32::from(exit::NOT_FOUND), "{}", stderr(&out));
+    let out = cli(&s, &["vm", "policy", "dup", "follow"]);
+    assert_eq!(code(&out), i32::from(exit::UNAVAILABLE), "{}", stderr(&out));
+    assert!(stderr(&out).contains("[directory]"), "{}", stderr(&out));
+    assert!(cli_json(&agent, &["vm", "show", "dup"])["policy"].is_null());
+
     // Nothing half-created: only the one good VM exists.
     let list = cli_json(&agent, &["vm", "list"]);
     let names: Vec<_> = list

@@ -244,16 +244,18 @@ impl Manager {
     pub(crate) async fn info(&self, record: &VmRecord) -> VmInfo {
         let live = self.live.lock().await.get(&record.name).cloned();
         let files = self.files(&record.name);
-        let prefix = self.config.vm_network.subnet.prefix_len();
         let running = record.state == VmState::Running;
+        // The active NIC carries the address (on the site's VM network
+        // once a handoff finished); the other one waits for the next move.
+        let active = record.active_nic.min(1);
         let nics = (0..2u8)
             .map(|i| NicInfo {
                 name: format!("nic{i}"),
                 mac: record.mac(i),
                 tap: record.tap_name(i),
-                bridge: (i == 0).then(|| self.config.vm_network.bridge.clone()),
-                link_up: running && i == 0,
-                address: (i == 0).then(|| format!("{}/{prefix}", record.address)),
+                bridge: (i == active).then(|| self.config.vm_network.bridge.clone()),
+                link_up: running && i == active,
+                address: (i == active).then(|| format!("{}/{}", record.address, record.prefix_len)),
             })
             .collect();
         VmInfo {
