@@ -26,7 +26,7 @@ mod socket;
 mod types;
 
 pub use attrs::WireError;
+pub use edgemig_netlink::NetlinkError;
 pub use edgemig_netns::{NetnsError, in_netns};
 pub use pm::{MptcpPm, PmError};
-pub use socket::NetlinkError;
 pub use types::{Endpoint, EndpointFlags, Limits, NewEndpoint};

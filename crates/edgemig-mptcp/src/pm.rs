@@ -4,13 +4,14 @@
 
 use std::net::IpAddr;
 
+use edgemig_netlink::NetlinkError;
 use netlink_packet_core::DefaultNla;
 use netlink_packet_generic::GenlMessage;
 
 use crate::attrs::{
     AddrSpec, FAMILY_NAME, PmMessage, WireError, cmd, decode_endpoint, decode_limits, limits_nlas,
 };
-use crate::socket::{GenlSocket, NetlinkError};
+use crate::socket::GenlSocket;
 use crate::types::{Endpoint, EndpointFlags, Limits, NewEndpoint};
 
 /// Errors of path-manager operations.
@@ -24,6 +25,8 @@ pub enum PmError {
     AddedEndpointMissing(IpAddr),
     #[error("kernel sent no reply to {0}")]
     NoReply(&'static str),
+    #[error("generic netlink family {0:?} not found (kernel without MPTCP?)")]
+    FamilyNotFound(&'static str),
 }
 
 impl PmError {

@@ -2,10 +2,11 @@
 //! network namespace, and one-shot helpers for the caller's or a named
 //! namespace.
 
+use edgemig_netlink::NetlinkError;
 use netlink_packet_sock_diag::inet::{ExtensionFlags, InetRequest, SocketId, StateFlags};
 
 use crate::query::Query;
-use crate::socket::{DiagSocket, NetlinkError};
+use crate::socket::DiagSocket;
 use crate::tcp::{ResponseError, TcpSocket};
 
 /// Errors of listing sockets.

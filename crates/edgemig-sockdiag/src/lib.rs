@@ -39,10 +39,10 @@ mod tcp;
 mod tcp_info;
 
 pub use diag::{SockDiag, SockDiagError, tcp_sockets, tcp_sockets_in};
+pub use edgemig_netlink::NetlinkError;
 pub use edgemig_netns::NetnsError;
 pub use mptcp::{MptcpConnection, group_mptcp};
 pub use query::{Family, Query};
-pub use socket::NetlinkError;
 pub use state::{StateSet, TcpState};
 pub use subflow::{SubflowFlags, SubflowInfo, UlpError};
 pub use tcp::{ResponseError, TcpSocket};

@@ -98,6 +98,7 @@ pub fn link_index(rtnl: &mut Rtnl, name: &str) -> Result<u32, RtnlError> {
         .ok_or(RtnlError::Kernel {
             op: "get link",
             errno: libc::ENODEV,
+            message: None,
         })
 }
 
@@ -140,6 +141,7 @@ pub fn link_state(rtnl: &mut Rtnl, name: &str) -> Result<LinkState, RtnlError> {
         .ok_or(RtnlError::Kernel {
             op: "get link",
             errno: libc::ENODEV,
+            message: None,
         })
 }
 
