@@ -6,7 +6,7 @@
 /// (Linux 2.6). Fields past the reported length read as 0.
 pub(crate) const MIN_LEN: usize = 104;
 
-/// The `INET_DIAG_INFO` attribute is shorter than [`MIN_LEN`].
+/// The `INET_DIAG_INFO` attribute is shorter than the oldest `struct tcp_info` (104 bytes).
 #[derive(Debug, Clone, thiserror::Error)]
 #[error(
     "TCP info of {len} bytes is shorter than the {MIN_LEN} bytes of the oldest struct tcp_info"
