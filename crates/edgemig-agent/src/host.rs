@@ -37,14 +37,46 @@ fn parse_meminfo(text: &str) -> Option<HostMemory> {
     })
 }
 
-/// Cores not busy now: online cores minus the 1-minute load average.
-pub fn spare_cores() -> f64 {
+/// Cores not busy now: online cores times the idle share of the CPU time
+/// over `window` (from `/proc/stat`). A short window sees the load of the
+/// moment, unlike the load average, which still counts the last minute's
+/// work (a migration that just ended, say).
+pub async fn spare_cores(window: std::time::Duration) -> f64 {
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get) as f64;
-    let load = std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
-        .unwrap_or(0.0);
-    (cores - load).max(0.0)
+    let before = cpu_times();
+    tokio::time::sleep(window).await;
+    match (before, cpu_times()) {
+        (Some(a), Some(b)) => cores * idle_share(a, b),
+        _ => cores,
+    }
+}
+
+/// `(idle, total)` jiffies of all CPUs.
+fn cpu_times() -> Option<(u64, u64)> {
+    parse_cpu_line(std::fs::read_to_string("/proc/stat").ok()?.lines().next()?)
+}
+
+/// Parses the `cpu ...` summary line of `/proc/stat`: idle counts idle and
+/// iowait.
+fn parse_cpu_line(line: &str) -> Option<(u64, u64)> {
+    let fields: Vec<u64> = line
+        .strip_prefix("cpu ")?
+        .split_whitespace()
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
+    let idle = fields.get(3)? + fields.get(4).copied().unwrap_or(0);
+    // guest and guest_nice are already counted in user and nice.
+    let total = fields.iter().take(8).sum();
+    Some((idle, total))
+}
+
+/// Share of idle time between two samples (1.0 when nothing elapsed).
+fn idle_share(a: (u64, u64), b: (u64, u64)) -> f64 {
+    let total = b.1.saturating_sub(a.1);
+    if total == 0 {
+        return 1.0;
+    }
+    (b.0.saturating_sub(a.0) as f64 / total as f64).clamp(0.0, 1.0)
 }
 
 /// Whether process `pid` exists and its command line contains `marker`
@@ -97,6 +129,16 @@ pub async fn wait_exit(pid: u32) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpu_lines_give_idle_shares() {
+        let a = parse_cpu_line("cpu  100 0 100 700 100 0 0 0 0 0").unwrap();
+        assert_eq!(a, (800, 1000));
+        let b = parse_cpu_line("cpu  400 0 200 900 100 0 0 0 0 0").unwrap();
+        assert!((idle_share(a, b) - 1.0 / 3.0).abs() < 1e-9);
+        assert_eq!(idle_share(a, a), 1.0);
+        assert!(parse_cpu_line("intr 1 2 3").is_none());
+    }
 
     #[test]
     fn parses_meminfo() {

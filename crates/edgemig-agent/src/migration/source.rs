@@ -74,6 +74,9 @@ fn qmp_err(phase: &'static str) -> impl FnOnce(edgemig_qmp::QmpError) -> SourceE
     move |source| SourceError::Qmp { phase, source }
 }
 
+/// How long the CPU is watched to tell the spare cores for compression.
+const SPARE_CPU_WINDOW: Duration = Duration::from_millis(500);
+
 /// What was set up so far, for the rollback.
 #[derive(Debug, Default)]
 struct Done {
@@ -159,7 +162,7 @@ impl SourceJob {
         let started_at = unix_ms();
         let mut tally = Tally::default();
         let mut done = Done::default();
-        let plan = self.plan();
+        let plan = self.plan(crate::host::spare_cores(SPARE_CPU_WINDOW).await);
         self.meter = Some(PathMeter::start(self.manager.path_names().await));
         let result = self.drive(&plan, &mut done, &mut tally).await;
         let meter = self.meter.take();
@@ -202,7 +205,7 @@ impl SourceJob {
         self.manager.migrations.finish(&self.vm, report);
     }
 
-    fn plan(&self) -> MigrationPlan {
+    fn plan(&self, spare_cores: f64) -> MigrationPlan {
         let c = &self.manager.config;
         let record = self.manager.record(&self.vm).ok();
         let env = HostEnv {
@@ -211,7 +214,7 @@ impl SourceJob {
                 .iter()
                 .map(|m| m * 1_000_000)
                 .collect(),
-            spare_cores: crate::host::spare_cores(),
+            spare_cores,
             vcpus: record.as_ref().map_or(1, |r| r.vcpus),
             memory_bytes: record.as_ref().map_or(0, |r| r.memory_mib << 20),
             disk_bytes: record.as_ref().and_then(|r| r.disk_mib.map(|d| d << 20)),
