@@ -31,7 +31,7 @@ fn vm_boots_runs_verified_workloads_and_stops() {
         started_at.elapsed(),
         guest["boot_ms"]
     );
-    assert_eq!(guest["protocol"], 1);
+    assert_eq!(guest["protocol"], edgemig_guest_proto::PROTOCOL_VERSION);
 
     // nic0 is on the site bridge and configured from the kernel command line.
     let address = started["nics"][0]["address"]
