@@ -1,14 +1,10 @@
 //! The agent-to-agent protocol (served over mutual TLS on the site's
 //! `listen` address): the source agent asks the destination to prepare an
-//! incoming VM, then to resume or abort it.
+//! incoming VM, then to resume or abort it. Its version travels in the
+//! `x-edgemig-protocol` header (`edgemig_pki::PROTOCOL_VERSION`); a peer
+//! speaking another major version is refused before anything changes.
 
 use serde::{Deserialize, Serialize};
-
-/// Version of the peer protocol; a peer speaking another version is refused.
-pub const PEER_PROTOCOL: u32 = 2;
-
-/// Header carrying [`PEER_PROTOCOL`] on every peer request.
-pub const PROTOCOL_HEADER: &str = "x-edgemig-protocol";
 
 /// What the destination must recreate.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -5,7 +5,13 @@ use serde::{Deserialize, Serialize};
 /// Header carrying the peer protocol version on every request.
 pub const PROTOCOL_HEADER: &str = "x-edgemig-protocol";
 /// The major peer protocol version this build speaks.
-pub const PROTOCOL_VERSION: u32 = 1;
+///
+/// * 1: the first version.
+/// * 2: base images (digest and layer sizes in the incoming VM, whether the
+///   destination holds the base), the follow state travelling with a VM,
+///   the destination's address for the guest's NIC plan, `POST
+///   /v1/peer/probe`.
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// The JSON body of every non-2xx answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

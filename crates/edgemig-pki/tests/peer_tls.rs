@@ -218,7 +218,16 @@ async fn protocol_header_is_required() {
     let server = Server::start(&pki.b).await;
     let tls = PeerTls::load(&pki.a).expect("site-a TLS");
     let client = PeerClient::new(&tls, server.addr, "site-b").expect("client");
-    for (header, theirs) in [(None, "none"), (Some("2"), "2"), (Some("2.1"), "2.1")] {
+    let ours = edgemig_pki::PROTOCOL_VERSION;
+    let next = (ours + 1).to_string();
+    let next_minor = format!("{next}.1");
+    let prev = (ours - 1).to_string();
+    for (header, theirs) in [
+        (None, "none"),
+        (Some(next.as_str()), next.as_str()),
+        (Some(next_minor.as_str()), next_minor.as_str()),
+        (Some(prev.as_str()), prev.as_str()),
+    ] {
         let mut request = Request::get("/v1/hello");
         if let Some(value) = header {
             request = request.header("x-edgemig-protocol", value);
@@ -231,12 +240,12 @@ async fn protocol_header_is_required() {
             body,
             json!({
                 "code": "bad_request",
-                "message": format!("Peer speaks protocol {theirs}, this agent speaks 1"),
+                "message": format!("Peer speaks protocol {theirs}, this agent speaks {ours}"),
             })
         );
     }
     let request = Request::get("/v1/hello")
-        .header("x-edgemig-protocol", "1.4")
+        .header("x-edgemig-protocol", format!("{ours}.4"))
         .body(Full::new(Bytes::new()))
         .expect("request");
     let response = client.send(request, TIMEOUT).await.expect("answer");
