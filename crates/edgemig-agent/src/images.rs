@@ -193,10 +193,10 @@ impl ImageCache {
 
     /// The image with this digest, if cached.
     pub fn get(&self, digest: &str) -> Option<CachedImage> {
-        let hex = digest.strip_prefix(DIGEST_PREFIX)?;
         if !edgemig_api::images::is_digest(digest) {
             return None;
         }
+        let hex = digest.strip_prefix(DIGEST_PREFIX)?;
         self.load(&self.dir.join(format!("{hex}.json")))
     }
 

@@ -96,22 +96,6 @@ impl Netdev {
         out
     }
 
-    /// Bytes sent so far by device `name` (kernel counters).
-    pub async fn tx_bytes(&self, name: &str) -> Option<u64> {
-        use rtnetlink::packet_route::link::LinkAttribute;
-        let mut links = self
-            .handle
-            .link()
-            .get()
-            .match_name(name.to_string())
-            .execute();
-        let msg = links.try_next().await.ok()??;
-        msg.attributes.iter().find_map(|a| match a {
-            LinkAttribute::Stats64(s) => Some(s.tx_bytes),
-            _ => None,
-        })
-    }
-
     /// Creates the bridge `name` if missing, gives it `gateway/prefix_len`
     /// and brings it up. Returns its index.
     pub async fn ensure_bridge(

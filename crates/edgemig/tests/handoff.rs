@@ -13,18 +13,6 @@ fn cli_path() -> &'static std::path::Path {
     std::path::Path::new(env!("CARGO_BIN_EXE_edgemig"))
 }
 
-fn site_json(tb: &TestTestbed, site: &str, args: &[&str]) -> Value {
-    let mut all = vec!["--testbed", tb.name.as_str(), "--site", site, "--json"];
-    all.extend_from_slice(args);
-    let out = tb.cli(&all);
-    assert!(
-        out.status.success(),
-        "edgemig {args:?} at {site} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("JSON")
-}
-
 /// A stock program made MPTCP by `mptcpize` (Debian's LD_PRELOAD wrapper):
 /// `socat` talking to the guest's echo service, one line every 100 ms.
 struct StockClient {
@@ -121,13 +109,9 @@ fn migrate(tb: &TestTestbed, from: &str, to: &str) -> Value {
 fn clients_stay_connected_and_move_to_the_new_address() {
     let tb = TestTestbed::new(cli_path());
     tb.up(Some(&two_sites("200mbit", "1ms", None, true)));
-    site_json(
-        &tb,
-        "site-a",
-        &["vm", "create", "mover", "--memory", "128M"],
-    );
-    site_json(&tb, "site-a", &["vm", "start", "mover"]);
-    site_json(&tb, "site-a", &["vm", "guest", "mover", "hello"]);
+    tb.site_json("site-a", &["vm", "create", "mover", "--memory", "128M"]);
+    tb.site_json("site-a", &["vm", "start", "mover"]);
+    tb.site_json("site-a", &["vm", "guest", "mover", "hello"]);
     let old = "10.10.0.2:7000";
     wait_until(
         "the guest's service from alice",
@@ -148,7 +132,7 @@ fn clients_stay_connected_and_move_to_the_new_address() {
     assert_eq!(report["status"], "completed", "{report}");
     // The source staged the new address in the guest, which configured
     // its handoff NIC by itself when the carrier came up at site-b.
-    let plans = site_json(&tb, "site-b", &["vm", "guest", "mover", "nic-plans"]);
+    let plans = tb.site_json("site-b", &["vm", "guest", "mover", "nic-plans"]);
     assert_eq!(plans["plans"][0]["state"], "applied", "{plans}");
     assert!(
         plans["plans"][0]["address"]
@@ -170,7 +154,7 @@ fn clients_stay_connected_and_move_to_the_new_address() {
     );
 
     // The clients still run: their subflows are on the new address only.
-    let conns = site_json(&tb, "site-b", &["vm", "guest", "mover", "net-status"]);
+    let conns = tb.site_json("site-b", &["vm", "guest", "mover", "net-status"]);
     let by_addr = conns["by_address"].as_array().expect("by_address");
     assert!(
         !by_addr.iter().any(|e| e[0] == "10.10.0.2"),
@@ -203,7 +187,7 @@ fn clients_stay_connected_and_move_to_the_new_address() {
     assert_eq!(bulk["errors"], 0, "{bulk}");
 
     // The old address and the tunnel are gone at both sites.
-    let status = site_json(&tb, "site-b", &["vm", "show", "mover"]);
+    let status = tb.site_json("site-b", &["vm", "show", "mover"]);
     assert_eq!(status["state"], "running");
     assert!(
         !devices(&tb, "site-a").contains("emvx"),

@@ -22,12 +22,6 @@ fn slow() -> String {
     two_sites("20mbit", "5ms", None, false)
 }
 
-fn site_cli(tb: &TestTestbed, site: &str, args: &[&str]) -> Output {
-    let mut all = vec!["--testbed", tb.name.as_str(), "--site", site];
-    all.extend_from_slice(args);
-    tb.cli(&all)
-}
-
 /// Asserts the CLI exited with `expected`; `what` prefixes the message.
 fn assert_exit(out: &Output, expected: u8, what: &str) {
     assert_eq!(
@@ -38,29 +32,15 @@ fn assert_exit(out: &Output, expected: u8, what: &str) {
     );
 }
 
-fn site_json(tb: &TestTestbed, site: &str, args: &[&str]) -> Value {
-    let mut all = vec!["--json"];
-    all.extend_from_slice(args);
-    let out = site_cli(tb, site, &all);
-    assert!(
-        out.status.success(),
-        "edgemig {args:?} at {site} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("JSON")
-}
-
 /// A VM with a running memory writer and a written data disk at `site`.
 fn vm_with_workload(tb: &TestTestbed, site: &str, name: &str) {
-    site_json(
-        tb,
+    tb.site_json(
         site,
         &["vm", "create", name, "--memory", "192M", "--disk", "64M"],
     );
-    site_json(tb, site, &["vm", "start", name]);
-    site_json(tb, site, &["vm", "guest", name, "hello"]);
-    site_json(
-        tb,
+    tb.site_json(site, &["vm", "start", name]);
+    tb.site_json(site, &["vm", "guest", name, "hello"]);
+    tb.site_json(
         site,
         &[
             "vm",
@@ -73,8 +53,7 @@ fn vm_with_workload(tb: &TestTestbed, site: &str, name: &str) {
             "4",
         ],
     );
-    site_json(
-        tb,
+    tb.site_json(
         site,
         &[
             "vm",
@@ -90,11 +69,10 @@ fn vm_with_workload(tb: &TestTestbed, site: &str, name: &str) {
 }
 
 fn assert_intact(tb: &TestTestbed, site: &str, name: &str) {
-    let mem = site_json(tb, site, &["vm", "guest", name, "mem-verify"]);
+    let mem = tb.site_json(site, &["vm", "guest", name, "mem-verify"]);
     assert_eq!(mem["bad_pages"], 0, "memory damaged at {site}: {mem}");
     assert_eq!(mem["pages"], 32 * 256);
-    let disk = site_json(
-        tb,
+    let disk = tb.site_json(
         site,
         &[
             "vm",
@@ -111,7 +89,7 @@ fn assert_intact(tb: &TestTestbed, site: &str, name: &str) {
 }
 
 fn vm_names(tb: &TestTestbed, site: &str) -> Vec<String> {
-    site_json(tb, site, &["vm", "list"])
+    tb.site_json(site, &["vm", "list"])
         .as_array()
         .unwrap()
         .iter()
@@ -122,7 +100,7 @@ fn vm_names(tb: &TestTestbed, site: &str) -> Vec<String> {
 fn migrate(tb: &TestTestbed, from: &str, vm: &str, extra: &[&str]) -> (Output, Value) {
     let mut args = vec!["--json", "migrate", vm];
     args.extend_from_slice(extra);
-    let out = site_cli(tb, from, &args);
+    let out = tb.site_cli(from, &args);
     let report = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
     (out, report)
 }
@@ -193,7 +171,7 @@ fn migration_round_trip_keeps_memory_and_disk() {
     assert_eq!(report["insecure"], true);
     assert!(vm_names(&tb, "site-b").is_empty());
     assert_intact(&tb, "site-a", "roamer");
-    let history = site_json(&tb, "site-b", &["migrations"]);
+    let history = tb.site_json("site-b", &["migrations"]);
     assert_eq!(history[0]["report"]["to"], "site-a", "{history}");
 
     // The Prometheus endpoint counts the completed migration.
@@ -254,7 +232,7 @@ fn wait_phase(tb: &TestTestbed, site: &str, vm: &str, phase: &str) {
         &format!("migration phase {phase}"),
         Duration::from_secs(120),
         || {
-            let view = site_json(tb, site, &["migrations"]);
+            let view = tb.site_json(site, &["migrations"]);
             let current = view
                 .as_array()?
                 .iter()
@@ -300,7 +278,7 @@ fn destination_dying_mid_migration_leaves_the_source_running_and_intact() {
         report["error"].as_str().is_some_and(|e| !e.is_empty()),
         "{report}"
     );
-    let shown = site_json(&tb, "site-a", &["vm", "show", "sturdy"]);
+    let shown = tb.site_json("site-a", &["vm", "show", "sturdy"]);
     assert_eq!(shown["state"], "running");
     assert_intact(&tb, "site-a", "sturdy");
     assert!(
@@ -317,7 +295,7 @@ fn cancel_stops_a_migration_and_a_path_going_down_does_not() {
 
     let m = start_migration(&tb, "site-a", "wanderer", "site-b");
     wait_phase(&tb, "site-a", "wanderer", "memory");
-    let out = site_cli(&tb, "site-a", &["migrate", "cancel", "wanderer"]);
+    let out = tb.site_cli("site-a", &["migrate", "cancel", "wanderer"]);
     assert!(
         out.status.success(),
         "{}",
@@ -347,18 +325,17 @@ fn cancel_stops_a_migration_and_a_path_going_down_does_not() {
 fn bad_migrations_are_refused_and_unauthenticated_peers_change_nothing() {
     let tb = TestTestbed::new(cli_path());
     tb.up(Some(&fast()));
-    site_json(&tb, "site-a", &["vm", "create", "idle", "--memory", "64M"]);
-    let out = site_cli(&tb, "site-a", &["migrate", "idle", "--to", "site-b"]);
+    tb.site_json("site-a", &["vm", "create", "idle", "--memory", "64M"]);
+    let out = tb.site_cli("site-a", &["migrate", "idle", "--to", "site-b"]);
     assert_exit(&out, exit::CONFLICT, "not running: ");
-    site_json(&tb, "site-a", &["vm", "start", "idle"]);
-    let out = site_cli(&tb, "site-a", &["migrate", "idle", "--to", "site-z"]);
+    tb.site_json("site-a", &["vm", "start", "idle"]);
+    let out = tb.site_cli("site-a", &["migrate", "idle", "--to", "site-z"]);
     assert_exit(&out, exit::NOT_FOUND, "");
-    let out = site_cli(&tb, "site-a", &["migrate", "idle", "--to", "site-a"]);
+    let out = tb.site_cli("site-a", &["migrate", "idle", "--to", "site-a"]);
     assert_exit(&out, exit::INVALID, "");
-    let out = site_cli(&tb, "site-a", &["migrate", "ghost", "--to", "site-b"]);
+    let out = tb.site_cli("site-a", &["migrate", "ghost", "--to", "site-b"]);
     assert_exit(&out, exit::NOT_FOUND, "");
-    let out = site_cli(
-        &tb,
+    let out = tb.site_cli(
         "site-a",
         &["migrate", "idle", "--to", "site-b", "--compression", "lz9"],
     );
@@ -404,7 +381,7 @@ fn bad_migrations_are_refused_and_unauthenticated_peers_change_nothing() {
             "{error}"
         );
         assert_eq!(
-            site_json(&tb, "site-a", &["vm", "show", "idle"])["state"],
+            tb.site_json("site-a", &["vm", "show", "idle"])["state"],
             "running"
         );
         assert!(

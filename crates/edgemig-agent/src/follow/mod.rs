@@ -136,7 +136,12 @@ impl Manager {
                 }
             },
             None => match directory.acquire(vm, site, LEASE_TTL).await {
-                Ok(Some(lease)) => lease,
+                Ok(Some(lease)) => {
+                    // A new lease: the VM runs here now (it arrived, or the
+                    // controller started); the directory learns it once.
+                    let _ = directory.guarded_set_location(&lease, site).await;
+                    lease
+                }
                 Ok(None) => {
                     let holder = directory.lease_holder(vm).await.ok().flatten();
                     return format!(
@@ -155,9 +160,6 @@ impl Manager {
         if self.migrations.is_running(vm) {
             leases.insert(vm.clone(), lease);
             return "migration running".into();
-        }
-        if directory.location(vm).await.ok().flatten().as_deref() != Some(site.as_str()) {
-            let _ = directory.guarded_set_location(&lease, site).await;
         }
         let status = self.decide(directory, &lease, record).await;
         leases.insert(vm.clone(), lease);

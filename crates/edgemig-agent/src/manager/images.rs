@@ -16,14 +16,8 @@ impl From<ImageError> for ManagerError {
     fn from(e: ImageError) -> Self {
         match e {
             ImageError::Invalid(m) => Self::Invalid(m),
-            ImageError::NotFound(_) | ImageError::Ambiguous(_) => {
-                let text = e.to_string();
-                if matches!(e, ImageError::NotFound(_)) {
-                    Self::Missing(text)
-                } else {
-                    Self::Invalid(text)
-                }
-            }
+            ImageError::NotFound(_) => Self::Missing(e.to_string()),
+            ImageError::Ambiguous(_) => Self::Invalid(e.to_string()),
             ImageError::Inspect { path, source } => Self::Invalid(format!(
                 "Cannot read {} as a disk image: {source}",
                 path.display()
