@@ -2,7 +2,9 @@
 # Idempotent machine setup for edgemig on Debian 12 (bookworm), run as root.
 # Installs QEMU >= 10 from bookworm-backports, iproute2, busybox-static, cpio,
 # mptcpd (mptcpize), socat, zstd, etcd-server (directory tests), protobuf-compiler +
-# libprotobuf-dev (etcd-client build), fonts-dejavu-core (plots), and extracts the Debian cloud kernel + the guest modules
+# libprotobuf-dev (etcd-client build), fonts-dejavu-core (plots), the disk-image tools of
+# `edgemig image build --distro` (mmdebstrap, GRUB for BIOS and UEFI, OVMF, dosfstools,
+# fdisk, e2fsprogs), and extracts the Debian cloud kernel + the guest modules
 # into $EDGEMIG_KERNEL_DIR (default: <repo>/target/guest-kernel).
 # Everything comes from the Debian package archive; nothing else is fetched.
 set -euo pipefail
@@ -58,6 +60,22 @@ if ((${#need[@]})) || [[ ${apt_updated:-yes} == no ]]; then
   fi
 fi
 qemu_ok || { log "QEMU >= 10 still missing after install"; exit 1; }
+
+# 1b. Tools of `edgemig image build --distro` (Debian disk images) and of
+# scripts/package-debs.sh, from bookworm itself (not backports).
+img_need=()
+for bin in mmdebstrap:mmdebstrap grub-install:grub2-common mkfs.vfat:dosfstools sfdisk:fdisk \
+           mkfs.ext4:e2fsprogs debugfs:e2fsprogs dpkg-deb:dpkg; do
+  command -v "${bin%%:*}" >/dev/null || img_need+=("${bin#*:}")
+done
+[[ -f /usr/lib/grub/i386-pc/modinfo.sh ]] || img_need+=(grub-pc-bin)
+[[ -f /usr/lib/grub/x86_64-efi/modinfo.sh ]] || img_need+=(grub-efi-amd64-bin)
+[[ -f /usr/share/OVMF/OVMF_CODE_4M.fd && -f /usr/share/OVMF/OVMF_VARS_4M.fd ]] || img_need+=(ovmf)
+if ((${#img_need[@]})); then
+  log "installing image tools: ${img_need[*]}"
+  [[ -n $(apt-cache policy mmdebstrap | sed -n 's/ *Candidate: //p' | grep -v none) ]] || apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${img_need[@]}" >/dev/null
+fi
 
 # 2. Guest kernel: the Debian cloud kernel, vmlinuz + the modules the guest needs.
 if [[ ! -f $kernel_dir/vmlinuz || ! -f $kernel_dir/modules/.complete-v3 ]]; then
