@@ -124,6 +124,13 @@ pub struct QemuConfig {
     /// Accelerator passed as `-accel`: `tcg` (default, works everywhere) or `kvm`.
     #[serde(default = "default_accel")]
     pub accel: String,
+    /// OVMF's code image, for VMs booting an image with `uefi` firmware
+    /// (Debian package `ovmf`).
+    #[serde(default = "default_ovmf_code")]
+    pub ovmf_code: PathBuf,
+    /// OVMF's variable store template; every UEFI VM gets its own copy.
+    #[serde(default = "default_ovmf_vars")]
+    pub ovmf_vars: PathBuf,
 }
 
 impl Default for QemuConfig {
@@ -131,8 +138,18 @@ impl Default for QemuConfig {
         Self {
             binary: default_qemu_binary(),
             accel: default_accel(),
+            ovmf_code: default_ovmf_code(),
+            ovmf_vars: default_ovmf_vars(),
         }
     }
+}
+
+fn default_ovmf_code() -> PathBuf {
+    PathBuf::from("/usr/share/OVMF/OVMF_CODE_4M.fd")
+}
+
+fn default_ovmf_vars() -> PathBuf {
+    PathBuf::from("/usr/share/OVMF/OVMF_VARS_4M.fd")
 }
 
 /// Certificate files of this site (PEM).

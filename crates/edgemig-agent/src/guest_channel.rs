@@ -1,5 +1,7 @@
 //! The host end of the guest agent's virtio-serial port: JSON lines over the
-//! QEMU chardev's Unix socket, requests matched to responses by id.
+//! QEMU chardev's Unix socket, requests matched to responses by id. The
+//! guest is not trusted: a line longer than [`MAX_LINE`] is dropped (and
+//! logged at most once per [`LOG_EVERY`]) without ever being held whole.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -10,7 +12,7 @@ use std::time::Duration;
 use edgemig_guest_proto::{
     AgentInfo, GuestEvent, GuestMessage, GuestOutcome, GuestReply, GuestRequest, HostMessage,
 };
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 use tokio::net::unix::OwnedWriteHalf;
 use tokio::sync::{Mutex, oneshot, watch};
@@ -35,13 +37,70 @@ pub enum GuestChannelError {
     Guest(String),
 }
 
+/// Longest line taken from the guest; every message is far shorter (a
+/// connection report of 256 connections is about 64 KiB).
+pub const MAX_LINE: usize = 1 << 20;
+/// At most one log line about dropped guest lines per this interval.
+const LOG_EVERY: Duration = Duration::from_secs(10);
+
 #[derive(Debug)]
 struct Inner {
     writer: Mutex<OwnedWriteHalf>,
     pending: std::sync::Mutex<HashMap<u64, oneshot::Sender<GuestOutcome>>>,
     next_id: AtomicU64,
     ready: watch::Sender<Option<AgentInfo>>,
+    /// Ready events seen: one per start of the guest agent.
+    starts: watch::Sender<u64>,
     closed: watch::Sender<bool>,
+}
+
+/// One line read from the guest.
+#[derive(Debug, PartialEq, Eq)]
+enum Line {
+    /// A line within the limit, without its newline.
+    Text(Vec<u8>),
+    /// A line over [`MAX_LINE`], dropped; its length.
+    Oversized(usize),
+}
+
+/// Reads the next line, holding at most `max` bytes of it; `None` at the
+/// end of the stream (a last line without newline counts as a line).
+async fn read_line_capped<R: AsyncBufRead + Unpin>(
+    reader: &mut R,
+    max: usize,
+) -> std::io::Result<Option<Line>> {
+    let mut buf = Vec::new();
+    let mut dropped: Option<usize> = None;
+    loop {
+        let available = reader.fill_buf().await?;
+        if available.is_empty() {
+            return Ok(match (dropped, buf.is_empty()) {
+                (Some(n), _) => Some(Line::Oversized(n)),
+                (None, true) => None,
+                (None, false) => Some(Line::Text(buf)),
+            });
+        }
+        let (piece, end) = match available.iter().position(|b| *b == b'\n') {
+            Some(pos) => (&available[..pos], Some(pos + 1)),
+            None => (available, None),
+        };
+        match &mut dropped {
+            Some(n) => *n += piece.len(),
+            None if buf.len() + piece.len() > max => {
+                dropped = Some(buf.len() + piece.len());
+                buf = Vec::new();
+            }
+            None => buf.extend_from_slice(piece),
+        }
+        let used = end.unwrap_or(available.len());
+        reader.consume(used);
+        if end.is_some() {
+            return Ok(Some(match dropped {
+                Some(n) => Line::Oversized(n),
+                None => Line::Text(buf),
+            }));
+        }
+    }
 }
 
 /// A connected guest channel; cheap to clone.
@@ -62,13 +121,33 @@ impl GuestChannel {
             pending: std::sync::Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             ready: watch::channel(None).0,
+            starts: watch::channel(0).0,
             closed: watch::channel(false).0,
         });
         let reader_inner = inner.clone();
         tokio::spawn(async move {
-            let mut lines = BufReader::new(read).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                handle_line(&reader_inner, &line);
+            let mut reader = BufReader::new(read);
+            let mut last_log: Option<tokio::time::Instant> = None;
+            let mut dropped_since_log = 0u64;
+            while let Ok(Some(line)) = read_line_capped(&mut reader, MAX_LINE).await {
+                match line {
+                    Line::Text(bytes) => {
+                        handle_line(&reader_inner, &String::from_utf8_lossy(&bytes))
+                    }
+                    Line::Oversized(len) => {
+                        dropped_since_log += 1;
+                        if last_log.is_none_or(|t| t.elapsed() >= LOG_EVERY) {
+                            tracing::warn!(
+                                len,
+                                dropped = dropped_since_log,
+                                max = MAX_LINE,
+                                "dropped an oversized line from the guest"
+                            );
+                            last_log = Some(tokio::time::Instant::now());
+                            dropped_since_log = 0;
+                        }
+                    }
+                }
             }
             reader_inner.closed.send_replace(true);
             lock_pending(&reader_inner).clear();
@@ -79,6 +158,18 @@ impl GuestChannel {
     /// The guest agent's identity once it reported ready.
     pub fn agent(&self) -> Option<AgentInfo> {
         self.inner.ready.borrow().clone()
+    }
+
+    /// Counts the guest agent's starts (ready events) on this channel; it
+    /// changes each time the agent (re)starts in the guest.
+    pub fn starts(&self) -> watch::Receiver<u64> {
+        self.inner.starts.subscribe()
+    }
+
+    /// Resolves once the channel's socket has closed.
+    pub async fn closed(&self) {
+        let mut rx = self.inner.closed.subscribe();
+        let _ = rx.wait_for(|c| *c).await;
     }
 
     /// Whether the channel's socket has closed.
@@ -158,6 +249,7 @@ fn handle_line(inner: &Inner, line: &str) {
                 );
             }
             inner.ready.send_replace(Some(info));
+            inner.starts.send_modify(|n| *n += 1);
         }
         Ok(GuestMessage::Response { id, outcome }) => {
             if let Some(tx) = lock_pending(inner).remove(&id) {
@@ -224,6 +316,30 @@ mod tests {
         assert!(matches!(reply, GuestReply::MemVerify(r) if r.pages == 1));
         drop(ch);
         guest.abort();
+    }
+
+    #[tokio::test]
+    async fn oversized_lines_are_dropped_without_being_held() {
+        let long = vec![b'x'; 3 * 1024];
+        let mut input = Vec::new();
+        input.extend_from_slice(b"short\n");
+        input.extend_from_slice(&long);
+        input.extend_from_slice(b"\nafter\ntail");
+        // A tiny buffer makes the long line arrive in many pieces.
+        let mut reader = BufReader::with_capacity(64, input.as_slice());
+        let mut got = Vec::new();
+        while let Some(line) = read_line_capped(&mut reader, 1024).await.unwrap() {
+            got.push(line);
+        }
+        assert_eq!(
+            got,
+            vec![
+                Line::Text(b"short".to_vec()),
+                Line::Oversized(3 * 1024),
+                Line::Text(b"after".to_vec()),
+                Line::Text(b"tail".to_vec()),
+            ]
+        );
     }
 
     #[tokio::test]

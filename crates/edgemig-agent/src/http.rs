@@ -8,7 +8,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use edgemig_api::peer::{IncomingReady, IncomingRequest, IncomingStatus};
+use edgemig_api::images::{ImagePush, ImagePushReport};
+use edgemig_api::peer::{
+    IncomingReady, IncomingRequest, IncomingStatus, PeerImageStatus, PeerImageUpload,
+};
 use edgemig_api::policy::{PolicySpec, ProbeReply, ProbeRequest};
 use edgemig_api::{
     ApiErrorBody, ErrorCode, ImageImport, ImageInfo, MigrateRequest, MigrationView, SiteInfo,
@@ -90,6 +93,7 @@ pub fn router(manager: Arc<Manager>) -> Router {
         .route("/metrics", get(metrics))
         .route("/v1/images", get(list_images).post(import_image))
         .route("/v1/images/{image}", axum::routing::delete(remove_image))
+        .route("/v1/images/{image}/push", post(push_image))
         .route("/v1/vms", get(list).post(create))
         .route("/v1/vms/{name}", get(show).delete(delete))
         .route("/v1/vms/{name}/start", post(start))
@@ -118,6 +122,40 @@ async fn import_image(
 ) -> Result<(StatusCode, Json<ImageInfo>), ApiError> {
     let Json(import) = body?;
     Ok((StatusCode::CREATED, Json(m.import_image(import).await?)))
+}
+
+async fn push_image(
+    State(m): Shared,
+    Path(image): Path<String>,
+    body: Result<Json<ImagePush>, JsonRejection>,
+) -> ApiResult<ImagePushReport> {
+    let Json(push) = body?;
+    Ok(Json(m.push_image(&image, push).await?))
+}
+
+async fn peer_image_status(
+    State(m): Shared,
+    Path(digest): Path<String>,
+) -> ApiResult<PeerImageStatus> {
+    Ok(Json(m.peer_image_status(&digest)?))
+}
+
+async fn peer_image_upload(
+    State(m): Shared,
+    Path(digest): Path<String>,
+    query: Result<axum::extract::Query<PeerImageUpload>, axum::extract::rejection::QueryRejection>,
+    body: axum::body::Body,
+) -> ApiResult<ImageInfo> {
+    let axum::extract::Query(upload) = query.map_err(|e| {
+        ApiError::new(
+            ErrorCode::BadRequest,
+            format!("Invalid upload query: {}", e.body_text()),
+        )
+    })?;
+    Ok(Json(
+        m.receive_image(&digest, upload, body.into_data_stream())
+            .await?,
+    ))
 }
 
 async fn remove_image(State(m): Shared, Path(image): Path<String>) -> ApiResult<serde_json::Value> {
@@ -202,6 +240,10 @@ pub fn peer_router(manager: Arc<Manager>) -> Router {
         .route("/v1/peer/incoming/{name}/abort", post(peer_abort))
         .route("/v1/peer/tunnels/{vni}/close", post(peer_close_tunnel))
         .route("/v1/peer/probe", post(peer_probe))
+        .route(
+            "/v1/peer/images/{digest}",
+            get(peer_image_status).put(peer_image_upload),
+        )
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "No such route".into()) })
         .layer(axum::middleware::from_fn(edgemig_pki::require_protocol))
         .with_state(manager)

@@ -90,6 +90,7 @@ mod tests {
             vcpus: 1,
             disk_mib: Some(64),
             base_digest: None,
+            boot: crate::vm::Boot::Builtin,
             address: Ipv4Addr::new(10, 0, 0, 2),
             prefix_len: 24,
             gateway: None,

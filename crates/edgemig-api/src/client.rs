@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 use tokio::net::UnixStream;
 
 use crate::API_PREFIX;
-use crate::images::{ImageImport, ImageInfo};
+use crate::images::{ImageImport, ImageInfo, ImagePush, ImagePushReport};
 use crate::migration::{MigrateRequest, MigrationView};
 use crate::policy::PolicySpec;
 use crate::types::{ApiErrorBody, ErrorCode, SiteInfo, VmCreate, VmInfo};
@@ -86,7 +86,7 @@ impl ApiClient {
         self.call(Method::GET, "/site", None::<&()>).await
     }
 
-    /// `GET /v1/images`: the site's base-image cache.
+    /// `GET /v1/images`: the site's image cache.
     pub async fn list_images(&self) -> Result<Vec<ImageInfo>, ClientError> {
         self.call(Method::GET, "/images", None::<&()>).await
     }
@@ -94,6 +94,18 @@ impl ApiClient {
     /// `POST /v1/images`: import a file into the cache (idempotent by digest).
     pub async fn import_image(&self, import: &ImageImport) -> Result<ImageInfo, ClientError> {
         self.call(Method::POST, "/images", Some(import)).await
+    }
+
+    /// `POST /v1/images/{digest-or-name}/push`: copy a cached image to
+    /// another site; answers when it arrived (give the client a timeout
+    /// long enough for the image, see [`ApiClient::with_timeout`]).
+    pub async fn push_image(
+        &self,
+        image: &str,
+        push: &ImagePush,
+    ) -> Result<ImagePushReport, ClientError> {
+        self.call(Method::POST, &format!("/images/{image}/push"), Some(push))
+            .await
     }
 
     /// `DELETE /v1/images/{digest-or-name}`.

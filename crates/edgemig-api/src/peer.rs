@@ -118,3 +118,35 @@ pub struct IncomingStatus {
     #[serde(default)]
     pub handoff: Option<HandoffStatus>,
 }
+
+/// `GET /v1/peer/images/{digest}`: what the site holds of an image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerImageStatus {
+    /// The image is in the site's cache.
+    pub present: bool,
+    /// Bytes received by an earlier push that was cut (where the next one
+    /// resumes).
+    pub partial_bytes: u64,
+    /// Free bytes on the file system of the site's image cache.
+    pub free_bytes: u64,
+}
+
+/// Query of `PUT /v1/peer/images/{digest}`: the image that follows in the
+/// body (see `docs/images.md` for the stream format), from `offset` on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerImageUpload {
+    /// Where the body starts in the file (what
+    /// [`PeerImageStatus::partial_bytes`] said, or 0).
+    pub offset: u64,
+    /// Length of the whole file.
+    pub file_len: u64,
+    /// Name of the image.
+    pub name: String,
+    /// `raw` or `qcow2`.
+    pub format: String,
+    /// Firmware of VMs booting it.
+    pub firmware: crate::images::Firmware,
+    /// Size the guest sees.
+    pub virtual_bytes: u64,
+}

@@ -38,6 +38,12 @@ pub struct VmCreate {
     /// is an overlay on. Without `disk_mib` the disk takes the base's size.
     #[serde(default)]
     pub base_image: Option<String>,
+    /// Image (digest or name in the site's cache) the VM boots from: its
+    /// root disk is a qcow2 overlay on it, started by the image's own
+    /// bootloader under the image's firmware. Without it the VM boots the
+    /// site's built-in guest (kernel + initramfs with the guest agent).
+    #[serde(default)]
+    pub image: Option<String>,
 }
 
 fn default_vcpus() -> u32 {
@@ -102,6 +108,12 @@ pub struct VmInfo {
     /// Digest of the base image under the data disk, if any.
     #[serde(default)]
     pub base_image: Option<String>,
+    /// Digest of the image the VM boots from (`None`: the built-in guest).
+    #[serde(default)]
+    pub image: Option<String>,
+    /// Firmware of a VM booting from an image.
+    #[serde(default)]
+    pub firmware: Option<crate::images::Firmware>,
     /// QEMU process id while running.
     pub pid: Option<u32>,
     /// The VM's NICs.

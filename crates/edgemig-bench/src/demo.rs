@@ -162,6 +162,7 @@ async fn story(
             vcpus: 1,
             disk_mib: None,
             base_image: None,
+            image: None,
         })
         .await?;
     a.start_vm(vm).await?;

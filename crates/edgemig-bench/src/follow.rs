@@ -245,6 +245,7 @@ async fn run_strategy(
             vcpus: 1,
             disk_mib: None,
             base_image: None,
+            image: None,
         })
         .await?;
     sites[0].start_vm(vm).await?;

@@ -194,6 +194,7 @@ async fn run_once(opts: &HandoffOptions, handoff: bool) -> Result<Run, HandoffBe
             vcpus: 1,
             disk_mib: None,
             base_image: None,
+            image: None,
         })
         .await?;
     a.start_vm(vm).await?;

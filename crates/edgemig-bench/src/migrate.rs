@@ -314,6 +314,7 @@ pub(crate) async fn run_systems(
             vcpus: 1,
             disk_mib: disk.map(|d| d.disk_mib),
             base_image,
+            image: None,
         })
         .await?;
     bed.sites[0].start_vm(vm).await?;
@@ -458,6 +459,7 @@ async fn import_base(bed: &Bed, disk: &DiskSetup) -> Result<String, MigrateBench
         let import = ImageImport {
             path: path.display().to_string(),
             name: Some("bench-base".into()),
+            firmware: None,
         };
         let image = bed.sites[0].import_image(&import).await?;
         if disk.base_at_destination {

@@ -156,13 +156,53 @@ impl PeerClient {
         })
     }
 
+    /// Streams `body` (of `content_type`) and decodes a JSON answer, like
+    /// [`PeerClient::request_json`]. `timeout` bounds the whole exchange,
+    /// upload included; a body that fails ends the request with an error.
+    pub async fn request_body<B, T>(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: &str,
+        body: B,
+        timeout: Duration,
+    ) -> Result<T, PeerError>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+        T: DeserializeOwned,
+    {
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(PROTOCOL_HEADER, PROTOCOL_VERSION.to_string())
+            .header(CONTENT_TYPE, content_type)
+            .body(body)
+            .map_err(PeerError::Request)?;
+        let response = self.send(request, timeout).await?;
+        let status = response.status();
+        let body = response.into_body();
+        if !status.is_success() {
+            return Err(api_error(status, &body));
+        }
+        let json: &[u8] = if body.is_empty() { b"null" } else { &body };
+        serde_json::from_slice(json).map_err(|source| PeerError::Decode {
+            site: self.site.clone(),
+            source,
+        })
+    }
+
     /// Sends `request` as it is (no protocol header is added) over a fresh
     /// connection and returns the whole answer, whatever its status.
-    pub async fn send(
+    pub async fn send<B>(
         &self,
-        mut request: Request<Full<Bytes>>,
+        mut request: Request<B>,
         timeout: Duration,
-    ) -> Result<Response<Bytes>, PeerError> {
+    ) -> Result<Response<Bytes>, PeerError>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
         if let Ok(host) = HeaderValue::from_str(&self.site) {
             request.headers_mut().entry(HOST).or_insert(host);
         }
@@ -174,7 +214,11 @@ impl PeerClient {
             })?
     }
 
-    async fn exchange(&self, request: Request<Full<Bytes>>) -> Result<Response<Bytes>, PeerError> {
+    async fn exchange<B>(&self, request: Request<B>) -> Result<Response<Bytes>, PeerError>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
         let tcp = mptcp_connect(self.addr)
             .await
             .map_err(|source| PeerError::Connect {

@@ -1,6 +1,6 @@
-//! Base images at this site: import, list and remove through the API, and
-//! the disk-space check a migration destination makes before accepting a
-//! VM's disk.
+//! Images at this site: import, list and remove through the API, and the
+//! disk-space check a migration destination makes before accepting a VM's
+//! disks.
 
 use std::path::Path;
 
@@ -10,7 +10,7 @@ use super::{Manager, ManagerError};
 use crate::images::{CachedImage, ImageError};
 
 /// Space kept free on the state file system beyond what a disk needs.
-const SPACE_MARGIN: u64 = 64 << 20;
+pub(crate) const SPACE_MARGIN: u64 = 64 << 20;
 
 impl From<ImageError> for ManagerError {
     fn from(e: ImageError) -> Self {
@@ -18,6 +18,7 @@ impl From<ImageError> for ManagerError {
             ImageError::Invalid(m) => Self::Invalid(m),
             ImageError::NotFound(_) => Self::Missing(e.to_string()),
             ImageError::Ambiguous(_) => Self::Invalid(e.to_string()),
+            ImageError::InUse(m) => Self::Conflict(m),
             ImageError::Inspect { path, source } => Self::Invalid(format!(
                 "Cannot read {} as a disk image: {source}",
                 path.display()
@@ -28,13 +29,17 @@ impl From<ImageError> for ManagerError {
 }
 
 impl Manager {
-    fn image_info(&self, image: CachedImage) -> Result<ImageInfo, ManagerError> {
+    pub(crate) fn image_info(&self, image: CachedImage) -> Result<ImageInfo, ManagerError> {
         let used_by = self
             .store
             .all()
             .map_err(ManagerError::Store)?
             .into_iter()
-            .filter(|r| r.base_digest.as_deref() == Some(image.meta.digest.as_str()))
+            .filter(|r| {
+                r.disks()
+                    .iter()
+                    .any(|d| d.base.as_deref() == Some(image.meta.digest.as_str()))
+            })
             .map(|r| r.name)
             .collect();
         Ok(ImageInfo {
@@ -43,11 +48,12 @@ impl Manager {
             format: image.meta.format,
             virtual_bytes: image.meta.virtual_bytes,
             file_bytes: image.file_bytes,
+            firmware: image.meta.firmware,
             used_by,
         })
     }
 
-    /// The site's cached base images.
+    /// The site's cached images.
     pub fn list_images(&self) -> Result<Vec<ImageInfo>, ManagerError> {
         self.images
             .list()
@@ -65,7 +71,10 @@ impl Manager {
                 import.path
             )));
         }
-        let image = self.images.import(path, import.name).await?;
+        let image = self
+            .images
+            .import(path, import.name, import.firmware.unwrap_or_default())
+            .await?;
         self.image_info(image)
     }
 
@@ -76,13 +85,13 @@ impl Manager {
         let info = self.image_info(cached.clone())?;
         if !info.used_by.is_empty() {
             return Err(ManagerError::Conflict(format!(
-                "Base image {} is used by VM(s) {}: delete them first",
+                "Image {} is used by VM(s) {}: delete them first",
                 info.name,
                 info.used_by.join(", ")
             )));
         }
         self.images.remove(&cached)?;
-        tracing::info!(digest = %info.digest, "base image removed");
+        tracing::info!(digest = %info.digest, "image removed");
         Ok(())
     }
 

@@ -128,6 +128,7 @@ impl Manager {
             vcpus: vm.vcpus,
             disk_mib: vm.disk_mib,
             base_digest: vm.base_digest.clone().filter(|_| base_present),
+            boot: crate::vm::Boot::Builtin,
             address: address.addr(),
             prefix_len: address.prefix_len(),
             gateway: Some(gateway),
@@ -170,7 +171,7 @@ impl Manager {
     }
 
     async fn launch_incoming(
-        &self,
+        self: &Arc<Self>,
         record: &VmRecord,
         req: &IncomingRequest,
         tls_dir: Option<&std::path::Path>,

@@ -7,12 +7,15 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use edgemig_api::{NicInfo, SiteInfo, VmCreate, VmInfo, VmState};
+use edgemig_api::{NicInfo, SiteInfo, VmInfo, VmState};
 use edgemig_guest_proto::{GuestReply, GuestRequest};
 use edgemig_qmp::Qmp;
 use tokio::sync::Mutex;
 
+mod create;
+mod guest_setup;
 mod handoff;
+mod image_push;
 mod images;
 mod incoming;
 mod migrate;
@@ -31,7 +34,7 @@ use crate::migration::registry::Registry;
 use crate::netdev::{Netdev, NetdevError};
 use crate::qemu::{self, LaunchError, QemuVersion, VmFiles, VmLaunch};
 use crate::store::{Store, StoreError};
-use crate::vm::{self, VmRecord};
+use crate::vm::VmRecord;
 
 /// How long a guest request may wait for the guest agent to come up.
 const GUEST_READY_TIMEOUT: Duration = Duration::from_secs(90);
@@ -149,6 +152,8 @@ pub struct Manager {
     pub(crate) follow_status: std::sync::Mutex<HashMap<String, String>>,
     /// Serializes peer probe requests (bounded work for other sites).
     pub(crate) probe_gate: Mutex<()>,
+    /// Images arriving from other sites.
+    pub(crate) receiving: image_push::Receiving,
 }
 
 fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ManagerError {
@@ -202,6 +207,7 @@ impl Manager {
             directory,
             follow_status: std::sync::Mutex::new(HashMap::new()),
             probe_gate: Mutex::new(()),
+            receiving: image_push::Receiving::default(),
             images: ImageCache::new(config.state_dir.join("images")),
             peer_tls,
             config,
@@ -265,6 +271,11 @@ impl Manager {
             vcpus: record.vcpus,
             disk_mib: record.disk_mib,
             base_image: record.base_digest.clone(),
+            image: match &record.boot {
+                crate::vm::Boot::Disk { origin, .. } => Some(origin.clone()),
+                crate::vm::Boot::Builtin => None,
+            },
+            firmware: record.boot.firmware(),
             pid: record.pid,
             nics,
             guest: live.and_then(|l| l.guest.agent()),
@@ -289,140 +300,6 @@ impl Manager {
         Ok(self.info(&record).await)
     }
 
-    /// Defines a new VM (and creates its data disk).
-    pub async fn create(&self, spec: VmCreate) -> Result<VmInfo, ManagerError> {
-        let _op = self.ops.lock().await;
-        if !vm::is_valid_name(&spec.name) {
-            return Err(ManagerError::Invalid(format!(
-                "Invalid VM name {:?}: use 1-32 of [a-z0-9-], starting with a letter",
-                spec.name
-            )));
-        }
-        let total = host::memory()
-            .map_err(io_err("Cannot read /proc/meminfo"))?
-            .total_mib;
-        if spec.memory_mib > total {
-            return Err(ManagerError::Invalid(format!(
-                "Memory {} MiB is more than this host has ({total} MiB)",
-                spec.memory_mib
-            )));
-        }
-        if spec.memory_mib < 16 {
-            return Err(ManagerError::Invalid(format!(
-                "Memory {} MiB is too small (at least 16 MiB)",
-                spec.memory_mib
-            )));
-        }
-        if spec.vcpus == 0 || spec.vcpus > 64 {
-            return Err(ManagerError::Invalid(format!(
-                "vcpus {} out of range (1 to 64)",
-                spec.vcpus
-            )));
-        }
-        if spec.disk_mib == Some(0) {
-            return Err(ManagerError::Invalid(
-                "Disk size must be at least 1 MiB".into(),
-            ));
-        }
-        let records = self.store.all().map_err(ManagerError::Store)?;
-        if records.iter().any(|r| r.name == spec.name) {
-            return Err(ManagerError::Conflict(format!(
-                "A VM named {:?} already exists",
-                spec.name
-            )));
-        }
-        let base = match &spec.base_image {
-            Some(image) => Some(self.images.resolve(image).map_err(ManagerError::from)?),
-            None => None,
-        };
-        let disk_mib = match (&base, spec.disk_mib) {
-            (Some(b), None) => Some(b.meta.virtual_bytes.div_ceil(1 << 20)),
-            (Some(b), Some(mib)) if mib << 20 < b.meta.virtual_bytes => {
-                return Err(ManagerError::Invalid(format!(
-                    "Disk size {mib} MiB is smaller than base image {} ({} MiB)",
-                    b.meta.name,
-                    b.meta.virtual_bytes.div_ceil(1 << 20)
-                )));
-            }
-            (_, size) => size,
-        };
-        let net = &self.config.vm_network;
-        let taken: Vec<_> = records.iter().map(|r| r.address).collect();
-        let address = vm::allocate_address(net.subnet, net.gateway(), &taken).ok_or_else(|| {
-            ManagerError::Conflict(format!("No free address left in {}", net.subnet))
-        })?;
-        let id = records.iter().map(|r| r.id).max().map_or(1, |m| m + 1);
-        let record = VmRecord {
-            name: spec.name,
-            id,
-            mac_seed: vm::random_mac_seed(),
-            memory_mib: spec.memory_mib,
-            vcpus: spec.vcpus,
-            disk_mib,
-            base_digest: base.map(|b| b.meta.digest),
-            address,
-            prefix_len: net.subnet.prefix_len(),
-            gateway: Some(net.gateway()),
-            active_nic: 0,
-            next_address: None,
-            follow: None,
-            state: VmState::Stopped,
-            pid: None,
-        };
-        let files = self.files(&record.name);
-        let created = self.create_files(&record, &files).await;
-        if let Err(e) = created.and_then(|()| self.store.put(&record).map_err(ManagerError::Store))
-        {
-            let _ = std::fs::remove_dir_all(&files.dir);
-            return Err(e);
-        }
-        tracing::info!(vm = %record.name, memory_mib = record.memory_mib, %address, "VM created");
-        Ok(self.info(&record).await)
-    }
-
-    pub(crate) async fn create_files(
-        &self,
-        record: &VmRecord,
-        files: &VmFiles,
-    ) -> Result<(), ManagerError> {
-        if files.dir.exists() {
-            std::fs::remove_dir_all(&files.dir)
-                .map_err(io_err(format!("Cannot clear {}", files.dir.display())))?;
-        }
-        std::fs::create_dir_all(&files.dir)
-            .map_err(io_err(format!("Cannot create {}", files.dir.display())))?;
-        if let Some(mib) = record.disk_mib {
-            let mut create = tokio::process::Command::new("qemu-img");
-            create.args(["create", "-q", "-f", "qcow2"]);
-            if let Some(digest) = &record.base_digest {
-                let base = self.images.get(digest).ok_or_else(|| {
-                    ManagerError::Missing(format!(
-                        "Base image {digest} is not in this site's cache"
-                    ))
-                })?;
-                create
-                    .arg("-b")
-                    .arg(&base.path)
-                    .args(["-F", &base.meta.format]);
-            }
-            let out = create
-                .arg(files.data_disk())
-                .arg(format!("{mib}M"))
-                .output()
-                .await
-                .map_err(io_err("Cannot run qemu-img (package qemu-utils)"))?;
-            if !out.status.success() {
-                return Err(ManagerError::Io {
-                    what: "qemu-img create failed".into(),
-                    source: std::io::Error::other(
-                        String::from_utf8_lossy(&out.stderr).trim().to_string(),
-                    ),
-                });
-            }
-        }
-        Ok(())
-    }
-
     fn image(&self) -> Result<(PathBuf, PathBuf), ManagerError> {
         let kernel = self.config.image_dir.join("vmlinuz");
         let initramfs = self.config.image_dir.join("initramfs.cpio");
@@ -445,7 +322,9 @@ impl Manager {
                 "VM {name:?} is already running"
             )));
         }
-        self.image()?;
+        if record.is_builtin() {
+            self.image()?;
+        }
         let available = host::memory()
             .map_err(io_err("Cannot read /proc/meminfo"))?
             .available_mib;
@@ -473,12 +352,26 @@ impl Manager {
     /// `incoming`), wires its NICs and guest channel, and resumes it unless
     /// incoming. On failure QEMU is ended again.
     pub(crate) async fn launch(
-        &self,
+        self: &Arc<Self>,
         record: &VmRecord,
         mode: LaunchMode,
     ) -> Result<Live, ManagerError> {
         let incoming = matches!(mode, LaunchMode::Incoming { .. });
-        let (kernel, initramfs) = self.image()?;
+        let kernel_files = if record.is_builtin() {
+            Some(self.image()?)
+        } else {
+            None
+        };
+        let uefi = record.boot.firmware() == Some(edgemig_api::images::Firmware::Uefi);
+        if uefi {
+            self.check_ovmf()?;
+        }
+        let boot = match &kernel_files {
+            Some((kernel, initramfs)) => qemu::BootMedia::Kernel { kernel, initramfs },
+            None => qemu::BootMedia::Disk {
+                ovmf_code: uefi.then_some(self.config.qemu.ovmf_code.as_path()),
+            },
+        };
         let files = self.files(&record.name);
         for stale in [files.qmp(), files.guest_channel()] {
             let _ = std::fs::remove_file(stale);
@@ -486,8 +379,7 @@ impl Manager {
         let args = qemu::build_args(&VmLaunch {
             record,
             files: &files,
-            kernel: &kernel,
-            initramfs: &initramfs,
+            boot,
             accel: &self.config.qemu.accel,
             prefix_len: self.config.vm_network.subnet.prefix_len(),
             gateway: self.config.vm_network.gateway(),
@@ -509,7 +401,7 @@ impl Manager {
 
     /// Connects QMP and the guest channel, wires the NICs and resumes the VM.
     async fn finish_start(
-        &self,
+        self: &Arc<Self>,
         record: &VmRecord,
         files: &VmFiles,
         pid: u32,
@@ -558,6 +450,7 @@ impl Manager {
         if mode == LaunchMode::Fresh {
             qmp.cont().await.map_err(ManagerError::Qmp)?;
         }
+        self.watch_guest_starts(&record.name, &guest);
         Ok(Live { qmp, guest, pid })
     }
 
@@ -744,7 +637,7 @@ impl Manager {
     }
 
     async fn reattach(
-        &self,
+        self: &Arc<Self>,
         record: &VmRecord,
         files: &VmFiles,
         pid: u32,
@@ -753,6 +646,7 @@ impl Manager {
         let guest = GuestChannel::connect(&files.guest_channel())
             .await
             .map_err(ManagerError::Guest)?;
+        self.watch_guest_starts(&record.name, &guest);
         greet(&guest, &record.name);
         Ok(Live { qmp, guest, pid })
     }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use edgemig_guest_proto::PORT_NAME;
 
-use crate::vm::VmRecord;
+use crate::vm::{DiskRole, VmRecord};
 
 /// Paths of a VM's files in its state directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,8 +43,34 @@ impl VmFiles {
     }
     /// Data disk image.
     pub fn data_disk(&self) -> PathBuf {
-        self.dir.join("data.qcow2")
+        self.disk(DiskRole::Data)
     }
+    /// The image file of disk `role`.
+    pub fn disk(&self, role: DiskRole) -> PathBuf {
+        self.dir.join(role.file_name())
+    }
+    /// The VM's own UEFI variable store (a copy of the OVMF template).
+    pub fn efi_vars(&self) -> PathBuf {
+        self.dir.join("efivars.fd")
+    }
+}
+
+/// What QEMU boots.
+#[derive(Debug, Clone, Copy)]
+pub enum BootMedia<'a> {
+    /// The built-in guest: kernel and initramfs.
+    Kernel {
+        /// Guest kernel.
+        kernel: &'a Path,
+        /// Guest initramfs.
+        initramfs: &'a Path,
+    },
+    /// The root disk, through SeaBIOS (`ovmf_code: None`) or OVMF.
+    Disk {
+        /// OVMF's code image for UEFI VMs (the variable store is the VM's
+        /// own file, [`VmFiles::efi_vars`]).
+        ovmf_code: Option<&'a Path>,
+    },
 }
 
 /// Everything the command line depends on besides the record.
@@ -54,10 +80,8 @@ pub struct VmLaunch<'a> {
     pub record: &'a VmRecord,
     /// Its files.
     pub files: &'a VmFiles,
-    /// Guest kernel.
-    pub kernel: &'a Path,
-    /// Guest initramfs.
-    pub initramfs: &'a Path,
+    /// What it boots.
+    pub boot: BootMedia<'a>,
     /// Accelerator (`tcg`, `kvm`).
     pub accel: &'a str,
     /// Prefix length of the site's VM subnet.
@@ -94,21 +118,43 @@ pub fn build_args(l: &VmLaunch<'_>) -> Vec<OsString> {
     }
     push("-accel".into());
     push(l.accel.into());
-    push("-machine".into());
-    push("q35".into());
+    match l.boot {
+        BootMedia::Disk {
+            ovmf_code: Some(code),
+        } => {
+            push("-blockdev".into());
+            push(format!(
+                "node-name=fw-code,driver=file,filename={},read-only=on",
+                code.display()
+            ));
+            push("-blockdev".into());
+            push(format!(
+                "node-name=fw-vars,driver=raw,file.driver=file,file.filename={}",
+                f.efi_vars().display()
+            ));
+            push("-machine".into());
+            push("q35,pflash0=fw-code,pflash1=fw-vars".into());
+        }
+        _ => {
+            push("-machine".into());
+            push("q35".into());
+        }
+    }
     push("-m".into());
     push(format!("{}M", r.memory_mib));
     push("-smp".into());
     push(r.vcpus.to_string());
-    push("-kernel".into());
-    push(l.kernel.display().to_string());
-    push("-initrd".into());
-    push(l.initramfs.display().to_string());
-    push("-append".into());
-    push(format!(
-        "console=ttyS0 panic=-1 quiet edgemig.ip0={}/{} edgemig.gw={}",
-        r.address, l.prefix_len, l.gateway
-    ));
+    if let BootMedia::Kernel { kernel, initramfs } = l.boot {
+        push("-kernel".into());
+        push(kernel.display().to_string());
+        push("-initrd".into());
+        push(initramfs.display().to_string());
+        push("-append".into());
+        push(format!(
+            "console=ttyS0 panic=-1 quiet edgemig.ip0={}/{} edgemig.gw={}",
+            r.address, l.prefix_len, l.gateway
+        ));
+    }
     if l.incoming {
         push("-incoming".into());
         push("defer".into());
@@ -143,14 +189,25 @@ pub fn build_args(l: &VmLaunch<'_>) -> Vec<OsString> {
             r.mac(index)
         ));
     }
-    if r.disk_mib.is_some() {
+    for disk in r.disks() {
+        let role = disk.role;
         push("-blockdev".into());
         push(format!(
-            "driver=qcow2,node-name=data0,file.driver=file,file.filename={}",
-            f.data_disk().display()
+            "driver=qcow2,node-name={},file.driver=file,file.filename={}",
+            role.node(),
+            f.disk(role).display()
         ));
         push("-device".into());
-        push("virtio-blk-pci,drive=data0,id=vdisk0".into());
+        let boot = if role == DiskRole::Root {
+            ",bootindex=0"
+        } else {
+            ""
+        };
+        push(format!(
+            "virtio-blk-pci,drive={},id={}{boot}",
+            role.node(),
+            role.device_id()
+        ));
     }
     args
 }
@@ -161,9 +218,8 @@ mod tests {
 
     use super::*;
 
-    #[test]
-    fn command_line_has_two_nics_agent_port_and_no_user_netdev() {
-        let record = VmRecord {
+    fn record() -> VmRecord {
+        VmRecord {
             name: "vm1".into(),
             id: 3,
             mac_seed: 3,
@@ -171,6 +227,7 @@ mod tests {
             vcpus: 1,
             disk_mib: Some(64),
             base_digest: None,
+            boot: crate::vm::Boot::Builtin,
             address: Ipv4Addr::new(10, 10, 0, 2),
             prefix_len: 24,
             gateway: None,
@@ -179,22 +236,32 @@ mod tests {
             follow: None,
             state: VmState::Stopped,
             pid: None,
-        };
+        }
+    }
+
+    fn line(args: &[OsString]) -> Vec<String> {
+        args.iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn command_line_has_two_nics_agent_port_and_no_user_netdev() {
+        let record = record();
         let files = VmFiles::new("/s/vms/vm1".into());
         let args = build_args(&VmLaunch {
             record: &record,
             files: &files,
-            kernel: Path::new("/img/vmlinuz"),
-            initramfs: Path::new("/img/initramfs.cpio"),
+            boot: BootMedia::Kernel {
+                kernel: Path::new("/img/vmlinuz"),
+                initramfs: Path::new("/img/initramfs.cpio"),
+            },
             accel: "tcg",
             prefix_len: 24,
             gateway: Ipv4Addr::new(10, 10, 0, 1),
             incoming: false,
         });
-        let line: Vec<String> = args
-            .iter()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect();
+        let line = line(&args);
         let joined = line.join(" ");
         assert!(joined.contains("-accel tcg"));
         assert!(joined.contains("-m 256M"));
@@ -214,5 +281,39 @@ mod tests {
             netdevs.iter().all(|n| n.starts_with("tap,")),
             "only TAP backends, never -netdev user: {netdevs:?}"
         );
+    }
+
+    #[test]
+    fn a_uefi_disk_vm_boots_its_root_disk_through_ovmf() {
+        let mut record = record();
+        record.boot = crate::vm::Boot::Disk {
+            firmware: edgemig_api::images::Firmware::Uefi,
+            root_mib: 2048,
+            image: Some("sha256:00".into()),
+            origin: "sha256:00".into(),
+        };
+        let files = VmFiles::new("/s/vms/vm1".into());
+        let args = build_args(&VmLaunch {
+            record: &record,
+            files: &files,
+            boot: BootMedia::Disk {
+                ovmf_code: Some(Path::new("/usr/share/OVMF/OVMF_CODE_4M.fd")),
+            },
+            accel: "tcg",
+            prefix_len: 24,
+            gateway: Ipv4Addr::new(10, 10, 0, 1),
+            incoming: true,
+        });
+        let joined = line(&args).join(" ");
+        assert!(!joined.contains("-kernel"), "{joined}");
+        assert!(!joined.contains("edgemig.ip0"), "{joined}");
+        assert!(joined.contains("-machine q35,pflash0=fw-code,pflash1=fw-vars"));
+        assert!(joined.contains("filename=/usr/share/OVMF/OVMF_CODE_4M.fd,read-only=on"));
+        assert!(joined.contains("file.filename=/s/vms/vm1/efivars.fd"));
+        let root = joined.find("node-name=root0").expect("root disk");
+        let data = joined.find("node-name=data0").expect("data disk");
+        assert!(root < data, "the root disk comes first: {joined}");
+        assert!(joined.contains("drive=root0,id=vroot0,bootindex=0"));
+        assert!(joined.contains("-incoming defer"));
     }
 }

@@ -6,5 +6,5 @@ mod cmdline;
 mod process;
 
 pub use binary::{MIN_MAJOR, QemuBinaryError, QemuVersion, check_binary};
-pub use cmdline::{VmFiles, VmLaunch, build_args, nic_id};
+pub use cmdline::{BootMedia, VmFiles, VmLaunch, build_args, nic_id};
 pub use process::{LaunchError, kill, launch, wait_gone};

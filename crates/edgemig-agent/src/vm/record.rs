@@ -6,6 +6,8 @@ use edgemig_api::VmState;
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
+use super::disks::{Boot, DiskRole, VmDisk};
+
 /// What the store keeps about one VM.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VmRecord {
@@ -25,6 +27,9 @@ pub struct VmRecord {
     /// Digest of the cached base image under the data disk, if any.
     #[serde(default)]
     pub base_digest: Option<String>,
+    /// What the VM boots: the built-in guest or a root disk.
+    #[serde(default)]
+    pub boot: Boot,
     /// The VM's current address (on its active NIC).
     pub address: Ipv4Addr,
     /// Prefix length of `address`'s network.
@@ -54,6 +59,34 @@ fn default_prefix() -> u8 {
 }
 
 impl VmRecord {
+    /// The VM's disks, root first.
+    pub fn disks(&self) -> Vec<VmDisk> {
+        let mut out = Vec::new();
+        if let Boot::Disk {
+            root_mib, image, ..
+        } = &self.boot
+        {
+            out.push(VmDisk {
+                role: DiskRole::Root,
+                mib: *root_mib,
+                base: image.clone(),
+            });
+        }
+        if let Some(mib) = self.disk_mib {
+            out.push(VmDisk {
+                role: DiskRole::Data,
+                mib,
+                base: self.base_digest.clone(),
+            });
+        }
+        out
+    }
+
+    /// Whether the VM boots the built-in guest.
+    pub fn is_builtin(&self) -> bool {
+        self.boot == Boot::Builtin
+    }
+
     /// VXLAN network id of the tunnel that keeps this VM's old address
     /// reachable after a migration (from its MAC seed).
     pub fn vni(&self) -> u32 {
@@ -140,6 +173,7 @@ mod tests {
             vcpus: 1,
             disk_mib: None,
             base_digest: None,
+            boot: Boot::Builtin,
             address: Ipv4Addr::LOCALHOST,
             prefix_len: 24,
             gateway: None,

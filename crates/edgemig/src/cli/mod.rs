@@ -1,11 +1,11 @@
 //! Command-line structure of `edgemig` and dispatch to the subcommands.
 
-mod base_image;
 mod bench;
 mod bench_follow;
 mod demo;
 mod guest;
 mod image;
+mod image_cache;
 mod migrate;
 mod output;
 mod testbed;
@@ -38,18 +38,31 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// `edgemig image ...`: building images (on this host) and the site's
+/// image cache (through the agent).
+#[derive(Debug, Subcommand)]
+pub enum ImageCommands {
+    /// Building images.
+    #[command(flatten)]
+    Build(image::ImageCommand),
+    /// The site's image cache.
+    #[command(flatten)]
+    Cache(image_cache::ImageCacheCommand),
+}
+
 /// Top-level commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Manage VMs at the local site.
     #[command(subcommand)]
     Vm(vm::VmCommand),
-    /// Build the guest image.
+    /// Build guest images; import, list, remove and push the site's cached
+    /// images (which VMs boot from and data disks are overlays on).
     #[command(subcommand)]
-    Image(image::ImageCommand),
-    /// Manage the site's cache of base images for VM data disks.
-    #[command(subcommand)]
-    BaseImage(base_image::BaseImageCommand),
+    Image(ImageCommands),
+    /// The same as `edgemig image import|list|remove|push` (older name).
+    #[command(subcommand, hide = true)]
+    BaseImage(image_cache::ImageCacheCommand),
     /// The paper's story with real parts: alice's VM follows her to the near site.
     Demo(demo::DemoArgs),
     /// Live-migrate a VM to another site (`migrate cancel VM` stops one).
@@ -83,8 +96,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let client = ApiClient::new(&socket);
     match cli.command {
         Command::Vm(cmd) => vm::run(&client, cmd, cli.json).await,
-        Command::Image(cmd) => image::run(cmd, cli.json),
-        Command::BaseImage(cmd) => base_image::run(&client, cmd, cli.json).await,
+        Command::Image(ImageCommands::Build(cmd)) => image::run(cmd, cli.json),
+        Command::Image(ImageCommands::Cache(cmd)) | Command::BaseImage(cmd) => {
+            image_cache::run(&client, cmd, cli.json).await
+        }
         Command::Testbed(cmd) => testbed::run(cmd, cli.json).await,
         Command::Bench(cmd) => bench::run(cmd, cli.json).await,
         Command::Migrate(args) => migrate::run(&client, args, cli.json).await,

@@ -43,6 +43,11 @@ pub fn vm_details(vm: &VmInfo) {
         vm.disk_mib
             .map_or_else(|| "none".to_string(), |d| format!("{d} MiB"))
     );
+    match (&vm.image, vm.firmware) {
+        (Some(image), Some(firmware)) => println!("boots:      {image} ({firmware})"),
+        (Some(image), None) => println!("boots:      {image}"),
+        _ => println!("boots:      built-in guest"),
+    }
     if let Some(base) = &vm.base_image {
         println!("base image: {base}");
     }

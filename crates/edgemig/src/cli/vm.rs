@@ -21,8 +21,13 @@ pub enum VmCommand {
         /// Size of a data disk (virtio-blk), e.g. 1G. None by default.
         #[arg(long)]
         disk: Option<String>,
-        /// Make the data disk an overlay on this cached base image (digest or
-        /// name, see `edgemig base-image list`); --disk defaults to its size.
+        /// Boot this cached image (digest or name, see `edgemig image
+        /// list`): the VM's root disk is an overlay on it, started by the
+        /// image's own bootloader. Default: the site's built-in guest.
+        #[arg(long)]
+        image: Option<String>,
+        /// Make the data disk an overlay on this cached image (digest or
+        /// name); --disk defaults to its size.
         #[arg(long)]
         base_image: Option<String>,
         /// Virtual CPUs.
@@ -88,6 +93,7 @@ pub async fn run(client: &ApiClient, cmd: VmCommand, json: bool) -> anyhow::Resu
             name,
             memory,
             disk,
+            image,
             base_image,
             vcpus,
         } => {
@@ -97,6 +103,7 @@ pub async fn run(client: &ApiClient, cmd: VmCommand, json: bool) -> anyhow::Resu
                 vcpus,
                 disk_mib: disk.as_deref().map(parse_mib).transpose()?,
                 base_image,
+                image,
             };
             client.create_vm(&spec).await?
         }

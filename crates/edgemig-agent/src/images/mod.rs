@@ -1,14 +1,20 @@
-//! The site's cache of base images, addressed by the SHA-256 digest of
-//! their content: `<state>/images/<hex>.<format>` (read-only) plus
-//! `<hex>.json` with the name and sizes. Two sites that imported the same
-//! file hold it under the same digest, which is how a migration learns it
-//! may mirror only a disk's top layer.
+//! The site's cache of images, addressed by the SHA-256 digest of their
+//! content: `<state>/images/<hex>.<format>` (read-only) plus `<hex>.json`
+//! with the name, firmware and sizes. Two sites that imported (or pushed)
+//! the same file hold it under the same digest, which is how a migration
+//! learns it may mirror only a disk's top layer.
+
+mod inspect;
+pub mod receive;
+pub mod stream;
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-use edgemig_api::images::DIGEST_PREFIX;
+use edgemig_api::images::{DIGEST_PREFIX, Firmware};
 use serde::{Deserialize, Serialize};
+
+pub use inspect::{Probe, inspect, not_a_disk};
 
 /// Errors of the image cache.
 #[derive(Debug, thiserror::Error)]
@@ -17,11 +23,14 @@ pub enum ImageError {
     #[error("{0}")]
     Invalid(String),
     /// No image with this digest or name.
-    #[error("No base image {0:?} in this site's cache")]
+    #[error("No image {0:?} in this site's cache")]
     NotFound(String),
     /// A name matches several images.
-    #[error("Base image name {0:?} is ambiguous: use its digest")]
+    #[error("Image name {0:?} is ambiguous: use its digest")]
     Ambiguous(String),
+    /// Another process holds the file open for writing.
+    #[error("{0}")]
+    InUse(String),
     /// `qemu-img` failed or is missing.
     #[error("Cannot inspect {path}")]
     Inspect {
@@ -53,6 +62,9 @@ pub struct ImageMeta {
     pub format: String,
     /// Size the guest sees.
     pub virtual_bytes: u64,
+    /// Firmware of VMs booting from it.
+    #[serde(default)]
+    pub firmware: Firmware,
 }
 
 /// A cached image: its metadata and file.
@@ -104,6 +116,7 @@ impl ImageCache {
         &self,
         source: &Path,
         name: Option<String>,
+        firmware: Firmware,
     ) -> Result<CachedImage, ImageError> {
         let name = match name {
             Some(n) => n,
@@ -145,16 +158,31 @@ impl ImageCache {
             let _ = std::fs::remove_file(&tmp);
             return Ok(existing);
         }
-        let path = self.dir.join(format!("{hex}.{}", probe.format));
-        set_read_only(&tmp)?;
-        std::fs::rename(&tmp, &path).map_err(io(format!("Cannot store {}", path.display())))?;
         let meta = ImageMeta {
             digest,
             name,
             format: probe.format,
             virtual_bytes: probe.virtual_bytes,
+            firmware,
         };
-        let json = serde_json::to_vec_pretty(&meta).map_err(|e| ImageError::Io {
+        let image = self.admit(&tmp, &meta)?;
+        tracing::info!(digest = %meta.digest, name = %meta.name, "image imported");
+        Ok(image)
+    }
+
+    /// Moves the complete, verified file `tmp` into the cache as `meta`
+    /// (file first, then its metadata: an image without metadata is not in
+    /// the cache).
+    fn admit(&self, tmp: &Path, meta: &ImageMeta) -> Result<CachedImage, ImageError> {
+        let hex = meta
+            .digest
+            .strip_prefix(DIGEST_PREFIX)
+            .unwrap_or_default()
+            .to_string();
+        let path = self.dir.join(format!("{hex}.{}", meta.format));
+        set_read_only(tmp)?;
+        std::fs::rename(tmp, &path).map_err(io(format!("Cannot store {}", path.display())))?;
+        let json = serde_json::to_vec_pretty(meta).map_err(|e| ImageError::Io {
             what: "Cannot encode image metadata".into(),
             source: std::io::Error::other(e),
         })?;
@@ -163,9 +191,13 @@ impl ImageCache {
         std::fs::write(&meta_tmp, json)
             .and_then(|()| std::fs::rename(&meta_tmp, &meta_path))
             .map_err(io(format!("Cannot write {}", meta_path.display())))?;
-        tracing::info!(digest = %meta.digest, name = %meta.name, "base image imported");
         self.get(&meta.digest)
             .ok_or_else(|| ImageError::NotFound(meta.digest.clone()))
+    }
+
+    /// The cache's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// Every cached image, by name.
@@ -297,50 +329,6 @@ fn unique() -> u64 {
     NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
-/// What `qemu-img info` says about a file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Probe {
-    /// `raw` or `qcow2`.
-    pub format: String,
-    /// Guest-visible size.
-    pub virtual_bytes: u64,
-    /// Whether it has a backing file.
-    pub has_backing: bool,
-}
-
-/// Runs `qemu-img info --output=json` on `path`.
-pub async fn inspect(path: &Path) -> Result<Probe, ImageError> {
-    let fail = |source| ImageError::Inspect {
-        path: path.to_path_buf(),
-        source,
-    };
-    let out = tokio::process::Command::new("qemu-img")
-        .args(["info", "-U", "--output=json"])
-        .arg(path)
-        .output()
-        .await
-        .map_err(fail)?;
-    if !out.status.success() {
-        return Err(fail(std::io::Error::other(
-            String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        )));
-    }
-    let info: serde_json::Value =
-        serde_json::from_slice(&out.stdout).map_err(|e| fail(std::io::Error::other(e)))?;
-    let format = info["format"].as_str().unwrap_or_default().to_string();
-    if format != "raw" && format != "qcow2" {
-        return Err(ImageError::Invalid(format!(
-            "{} is a {format:?} image: base images must be raw or qcow2",
-            path.display()
-        )));
-    }
-    Ok(Probe {
-        format,
-        virtual_bytes: info["virtual-size"].as_u64().unwrap_or(0),
-        has_backing: info.get("backing-filename").is_some(),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -357,7 +345,10 @@ mod tests {
         let mut content = vec![0u8; 3 << 20];
         content[1 << 20] = 7;
         write(&a, &content);
-        let first = cache.import(&a, Some("base".into())).await.unwrap();
+        let first = cache
+            .import(&a, Some("base".into()), Firmware::Bios)
+            .await
+            .unwrap();
         assert_eq!(first.meta.format, "raw");
         assert_eq!(first.meta.virtual_bytes, 3 << 20);
         assert!(edgemig_api::images::is_digest(&first.meta.digest));
@@ -375,7 +366,7 @@ mod tests {
         // The same content under another file name is the same image.
         let b = tmp.path().join("b.raw");
         write(&b, &content);
-        let again = cache.import(&b, None).await.unwrap();
+        let again = cache.import(&b, None, Firmware::Bios).await.unwrap();
         assert_eq!(again.meta.digest, first.meta.digest);
         assert_eq!(cache.list().len(), 1);
         assert_eq!(
@@ -386,7 +377,10 @@ mod tests {
         // Different content, same name: the name becomes ambiguous.
         content[0] = 1;
         write(&b, &content);
-        cache.import(&b, Some("base".into())).await.unwrap();
+        cache
+            .import(&b, Some("base".into()), Firmware::Uefi)
+            .await
+            .unwrap();
         assert!(matches!(
             cache.resolve("base"),
             Err(ImageError::Ambiguous(_))
@@ -401,7 +395,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let cache = ImageCache::new(tmp.path().join("cache"));
         let missing = cache
-            .import(&tmp.path().join("nope"), Some("x".into()))
+            .import(&tmp.path().join("nope"), Some("x".into()), Firmware::Bios)
             .await;
         assert!(
             matches!(missing, Err(ImageError::Invalid(_))),
@@ -409,7 +403,7 @@ mod tests {
         );
         let f = tmp.path().join("f.raw");
         write(&f, &[1; 4096]);
-        let bad_name = cache.import(&f, Some("a/b".into())).await;
+        let bad_name = cache.import(&f, Some("a/b".into()), Firmware::Bios).await;
         assert!(matches!(bad_name, Err(ImageError::Invalid(_))));
         // An overlay (backing file) is not self-contained.
         let overlay = tmp.path().join("o.qcow2");
@@ -420,15 +414,54 @@ mod tests {
             .status()
             .unwrap();
         assert!(status.success());
-        let layered = cache.import(&overlay, Some("o".into())).await;
+        let layered = cache
+            .import(&overlay, Some("o".into()), Firmware::Bios)
+            .await;
         assert!(
             matches!(layered, Err(ImageError::Invalid(_))),
             "{layered:?}"
         );
+        // Text is not a disk image, whatever qemu-img calls it.
+        let text = tmp.path().join("notes.txt");
+        write(&text, &b"0123456789abcdef\n".repeat(64));
+        let refused = cache.import(&text, None, Firmware::Bios).await;
+        let Err(ImageError::Invalid(message)) = &refused else {
+            panic!("{refused:?}");
+        };
+        assert!(message.contains("not a disk image"), "{message}");
+        // An encrypted image needs a key edgemig does not have.
+        let secret = tmp.path().join("key");
+        write(&secret, b"s3cret");
+        let encrypted = tmp.path().join("e.qcow2");
+        let status = std::process::Command::new("qemu-img")
+            .arg("create")
+            .arg("-q")
+            .arg("--object")
+            .arg(format!("secret,id=k,file={}", secret.display()))
+            .args([
+                "-f",
+                "qcow2",
+                "-o",
+                "encrypt.format=luks,encrypt.key-secret=k",
+            ])
+            .arg(&encrypted)
+            .arg("1M")
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let refused = cache.import(&encrypted, None, Firmware::Bios).await;
+        let Err(ImageError::Invalid(message)) = &refused else {
+            panic!("{refused:?}");
+        };
+        assert!(message.contains("encrypted"), "{message}");
         assert!(matches!(
             cache.resolve("nothing"),
             Err(ImageError::NotFound(_))
         ));
         assert!(cache.list().is_empty());
+        let leftovers: Vec<_> = std::fs::read_dir(tmp.path().join("cache"))
+            .map(|d| d.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(leftovers.is_empty(), "nothing half-imported: {leftovers:?}");
     }
 }
