@@ -18,3 +18,4 @@ cargo build --locked -q "${cargo_profile[@]}" -p edgemig -p edgemig-linkemu --bi
   --kernel-dir target/guest-kernel \
   --guest-agent target/x86_64-unknown-linux-gnu/release/edgemig-guest \
   --out target/guest-image
+bash scripts/package-debs.sh "${cargo_profile[@]}"   # target/debian/edgemig{,-guest}_<version>_amd64.deb
