@@ -1,17 +1,31 @@
-//! The guest agent's main loop: starts the echo/bulk service, finds and
-//! opens the virtio-serial port, announces `Ready` and serves requests
-//! forever. When the host side goes away (a read returns EOF) it waits
-//! ~200 ms and carries on, reopening the port when needed; each time the
-//! host comes back it gets a fresh `Ready` event.
+//! The guest agent's main loop: sets the kernel's MPTCP settings, probes
+//! what it can do for applications, takes back what an earlier run saved
+//! (staged plans, NIC configuration, the MPTCP scope; [`crate::state`]),
+//! starts its watchers and the echo/bulk service, finds and opens the
+//! virtio-serial port, announces `Ready` and serves requests forever.
+//! When the host side goes away (a read returns EOF) it waits ~200 ms and
+//! carries on, reopening the port when needed; each time the host comes
+//! back it gets a fresh `Ready` event — and so after every agent restart.
+//!
+//! Nothing here depends on the busybox image: the port is found through
+//! sysfs or udev's `/dev/virtio-ports/` link ([`crate::port`]), the kernel
+//! modules the agent needs load on demand in a distribution (sock_diag
+//! requests autoload `inet_diag`, `tcp_diag`, `mptcp_diag`), and under
+//! systemd a `Type=notify` unit is told when the agent is ready.
 
+use crate::apps::{self, Apps, hook::BpfHook, hook::HookCtl, hook::NoHook};
 use crate::handler::{self, Agent};
 use crate::info::agent_info;
 use crate::port::{self, PortKind};
 use crate::service;
+use crate::state::{Loaded, Store};
 use edgemig_guest_proto::PORT_NAME;
+use edgemig_guest_proto::mptcp_apps::HookSupport;
+use edgemig_mptcpify::{Support, Unavailable};
 use std::io::BufReader;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Pause after EOF or a failure before trying again.
@@ -40,6 +54,9 @@ pub struct AgentOptions {
     pub port_path: Option<PathBuf>,
     /// Address of the echo/bulk service; `None` disables it.
     pub service: Option<SocketAddr>,
+    /// Where the agent keeps what must survive its restarts
+    /// ([`crate::state::DEFAULT_STATE_DIR`]).
+    pub state_dir: PathBuf,
 }
 
 /// Resolves the port path, waiting until it appears.
@@ -62,12 +79,95 @@ fn wait_for_port(opts: &AgentOptions) -> PathBuf {
     }
 }
 
+/// The BPF hook's availability, as the protocol reports it.
+pub fn probe_hook() -> HookSupport {
+    match Support::probe() {
+        Support::Available => HookSupport::Available,
+        Support::Unavailable(Unavailable::NoBtf) => HookSupport::NoBtf,
+        Support::Unavailable(Unavailable::NoHook) => HookSupport::NoHook,
+        Support::Unavailable(Unavailable::NoPermission) => HookSupport::NoPermission,
+        Support::Unavailable(Unavailable::Failed(why)) => HookSupport::Failed(why),
+    }
+}
+
+/// Builds the agent: probes, opens the store in `state_dir`, takes back
+/// what it holds. Returns the agent and its watchers' handles (keep them).
+pub fn start(state_dir: &Path) -> (Agent, Vec<Box<dyn std::any::Any>>) {
+    let bpf = probe_hook();
+    eprintln!("edgemig-guest: MPTCP hook for applications: {bpf:?}");
+    let (store, loaded) = Store::open(state_dir);
+    match &loaded {
+        Loaded::Fresh => {}
+        Loaded::Restored => eprintln!(
+            "edgemig-guest: restarted; taking back the state in {}",
+            state_dir.display()
+        ),
+        Loaded::Discarded(e) => eprintln!(
+            "edgemig-guest: {}; starting afresh",
+            handler::error_chain(e)
+        ),
+    }
+    let store = Arc::new(store);
+    let systemd = apps::systemd::booted()
+        .then(|| Arc::new(apps::systemd::Systemctl) as Arc<dyn apps::systemd::Systemd>);
+    let hook: Box<dyn HookCtl> = if bpf == HookSupport::Available {
+        Box::new(BpfHook::adopt())
+    } else {
+        Box::new(NoHook)
+    };
+    let env = apps::Env {
+        mptcpize: apps::systemd::has_mptcpize(),
+        systemd,
+        bpf,
+        cgroup_root: apps::cgroup_root(),
+    };
+    let apps = Arc::new(Apps::new(env, hook, Arc::clone(&store)));
+    let agent = Agent::with_parts(
+        agent_info(apps.support()),
+        Arc::clone(&store),
+        Arc::clone(&apps),
+    );
+    let mut keep: Vec<Box<dyn std::any::Any>> = Vec::new();
+    if matches!(loaded, Loaded::Restored) {
+        let plans = agent.planner().restore();
+        if plans > 0 {
+            eprintln!("edgemig-guest: {plans} staged NIC plan(s) taken back");
+        }
+        crate::restore::restore_nics(&store, agent.net_lock());
+    }
+    match apps.restore() {
+        Ok(Some(r)) => eprintln!(
+            "edgemig-guest: MPTCP for applications restored: {:?}",
+            r.scope
+        ),
+        Ok(None) => {}
+        Err(e) => eprintln!(
+            "edgemig-guest: cannot restore MPTCP for applications: {}",
+            handler::error_chain(&e)
+        ),
+    }
+    match crate::net::watch::spawn(Arc::clone(agent.planner())) {
+        Ok(w) => keep.push(Box::new(w)),
+        Err(e) => {
+            eprintln!("edgemig-guest: link watcher not started (plans apply only at staging): {e}")
+        }
+    }
+    match apps::watch::spawn(Arc::clone(&apps)) {
+        Ok(w) => keep.push(Box::new(w)),
+        Err(e) => eprintln!("edgemig-guest: cgroup watcher not started: {e}"),
+    }
+    (agent, keep)
+}
+
 /// Runs the agent forever.
 pub fn run(opts: &AgentOptions) -> ! {
     if let Some(addr) = opts.service
         && let Err(e) = service::spawn(addr, false)
     {
         eprintln!("edgemig-guest: service on {addr} not started: {e}");
+    }
+    for e in crate::sysctl::set_mptcp() {
+        eprintln!("edgemig-guest: {}", handler::error_chain(&e));
     }
     if let Err(e) = crate::net::set_mptcp_limits() {
         eprintln!("edgemig-guest: MPTCP limits not set: {e}");
@@ -78,21 +178,23 @@ pub fn run(opts: &AgentOptions) -> ! {
              so NetStatus counts each subflow as a connection of its own"
         );
     }
-    let agent = Agent::new(agent_info());
     // Kept for the agent's whole life (this function never returns).
-    let _watcher = match crate::net::watch::spawn(std::sync::Arc::clone(agent.planner())) {
-        Ok(w) => Some(w),
-        Err(e) => {
-            eprintln!("edgemig-guest: link watcher not started (plans apply only at staging): {e}");
-            None
-        }
-    };
+    let (agent, _watchers) = start(&opts.state_dir);
     eprintln!(
-        "edgemig-guest: agent {} (protocol {}) up at {} ms",
+        "edgemig-guest: agent {} (protocol {}) up at {} ms, kernel {}{}",
         agent.info().version,
         agent.info().protocol,
-        agent.info().boot_ms
+        agent.info().boot_ms,
+        agent.info().kernel,
+        if agent.info().systemd {
+            ", under systemd"
+        } else {
+            ""
+        },
     );
+    if let Err(e) = crate::notify::ready() {
+        eprintln!("edgemig-guest: {}", handler::error_chain(&e));
+    }
     loop {
         let path = wait_for_port(opts);
         if let Err(e) = session(&path, &agent) {

@@ -4,15 +4,17 @@
 //! their own thread so quick ones (Hello, MemStatus) are answered meanwhile;
 //! disk requests are serialized among themselves, and so are network
 //! changes (NicUp, NicRetire, NicPlan and the plans the link watcher
-//! applies).
+//! applies). The agent speaks protocol 3 ([`edgemig_guest_proto::v3`]).
 
+use crate::apps::{self, Apps};
 use crate::ballast::Ballast;
 use crate::disk::{self, Region};
 use crate::memwriter::MemWriter;
-use crate::net::{self, Planner};
-use edgemig_guest_proto::{
-    AgentInfo, DEFAULT_DATA_DISK, GuestEvent, GuestMessage, GuestOutcome, GuestReply, GuestRequest,
-    HostMessage,
+use crate::net::{self, NicRef, Planner, link};
+use crate::state::{SavedNic, Store};
+use edgemig_guest_proto::DEFAULT_DATA_DISK;
+use edgemig_guest_proto::v3::{
+    AgentInfo, GuestEvent, GuestMessage, GuestOutcome, GuestReply, GuestRequest, HostMessage,
 };
 use std::io::{self, BufRead, Read, Write};
 use std::sync::{Arc, Mutex};
@@ -45,16 +47,41 @@ pub struct Agent {
     ballast: Arc<Ballast>,
     net: Arc<Mutex<()>>,
     planner: Arc<Planner>,
+    store: Arc<Store>,
+    apps: Arc<Apps>,
 }
 
 impl Agent {
-    /// An agent announcing `info`. Staged NIC plans are applied at staging
-    /// when the carrier is up; to apply them on later carrier changes,
-    /// start the link watcher with [`Agent::planner`]
-    /// ([`net::watch::spawn`]).
+    /// An agent announcing `info` that keeps nothing across restarts and
+    /// cannot give applications MPTCP (tests).
     pub fn new(info: AgentInfo) -> Self {
+        let store = Arc::new(Store::ephemeral());
+        let env = apps::Env {
+            systemd: None,
+            mptcpize: false,
+            bpf: info.mptcp_apps.bpf.clone(),
+            cgroup_root: apps::cgroup_root(),
+        };
+        let apps = Arc::new(Apps::new(
+            env,
+            Box::new(apps::hook::NoHook),
+            Arc::clone(&store),
+        ));
+        Self::with_parts(info, store, apps)
+    }
+
+    /// An agent announcing `info`, saving in `store`, with `apps` for
+    /// MptcpApps. Staged NIC plans are applied at staging when the carrier
+    /// is up; to apply them on later carrier changes, start the link
+    /// watcher with [`Agent::planner`] ([`net::watch::spawn`]); to take
+    /// back what an earlier run saved, [`Planner::restore`].
+    pub fn with_parts(info: AgentInfo, store: Arc<Store>, apps: Arc<Apps>) -> Self {
         let net = Arc::new(Mutex::new(()));
-        let planner = Arc::new(Planner::new(Arc::clone(&net), info.boot_ms));
+        let planner = Arc::new(Planner::new(
+            Arc::clone(&net),
+            Arc::clone(&store),
+            info.boot_ms,
+        ));
         Self {
             info,
             mem: Arc::new(MemWriter::new()),
@@ -62,6 +89,8 @@ impl Agent {
             ballast: Arc::new(Ballast::default()),
             net,
             planner,
+            store,
+            apps,
         }
     }
 
@@ -73,6 +102,21 @@ impl Agent {
     /// The agent's staged NIC plans.
     pub fn planner(&self) -> &Arc<Planner> {
         &self.planner
+    }
+
+    /// What the agent saves across restarts.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// MPTCP for applications.
+    pub fn apps(&self) -> &Arc<Apps> {
+        &self.apps
+    }
+
+    /// The lock that serializes network changes.
+    pub fn net_lock(&self) -> &Arc<Mutex<()>> {
+        &self.net
     }
 }
 
@@ -269,32 +313,57 @@ fn handle(msg: HostMessage, writer: &SharedWriter, agent: &Agent) -> Result<(), 
         }
         GuestRequest::NicUp {
             nic,
+            mac,
             address,
             gateway,
         } => {
             let lock = Arc::clone(&agent.net);
+            let store = Arc::clone(&agent.store);
             background(writer, id, move || {
                 let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
-                outcome(net::nic_up(&nic, &address, &gateway), GuestReply::Nic)
+                let done = net::nic_up(NicRef { name: &nic, mac }, &address, &gateway);
+                if let Ok(report) = &done {
+                    store.update(|s| {
+                        s.nic_applied(SavedNic {
+                            nic: report.nic.clone(),
+                            mac: report.mac,
+                            address,
+                            gateway,
+                        })
+                    });
+                }
+                outcome(done, GuestReply::Nic)
             })
         }
-        GuestRequest::NicRetire { nic } => {
+        GuestRequest::NicRetire { nic, mac } => {
             let lock = Arc::clone(&agent.net);
             let planner = Arc::clone(&agent.planner);
+            let store = Arc::clone(&agent.store);
             background(writer, id, move || {
                 let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
-                planner.forget(&nic);
-                outcome(net::nic_retire(&nic), GuestReply::Nic)
+                let target = NicRef { name: &nic, mac };
+                // The plan goes whatever happens to the NIC.
+                let name = link::resolve_name(target).unwrap_or_else(|_| nic.clone());
+                planner.forget(&name);
+                let done = net::nic_retire(target);
+                if done.is_ok() {
+                    store.update(|s| s.nic_retired(&name));
+                }
+                outcome(done, GuestReply::Nic)
             })
         }
         GuestRequest::NicPlan {
             nic,
+            mac,
             address,
             gateway,
         } => {
             let planner = Arc::clone(&agent.planner);
             background(writer, id, move || {
-                outcome(planner.stage(&nic, &address, &gateway), GuestReply::NicPlan)
+                outcome(
+                    planner.stage(NicRef { name: &nic, mac }, &address, &gateway),
+                    GuestReply::NicPlan,
+                )
             })
         }
         GuestRequest::NicPlans => respond(
@@ -303,6 +372,18 @@ fn handle(msg: HostMessage, writer: &SharedWriter, agent: &Agent) -> Result<(), 
             GuestOutcome::Ok(GuestReply::NicPlans(agent.planner.report())),
         ),
         GuestRequest::NetStatus => respond(writer, id, outcome(net::net_status(), GuestReply::Net)),
+        GuestRequest::MptcpApps { scope, restart } => {
+            let apps = Arc::clone(&agent.apps);
+            background(writer, id, move || {
+                outcome(apps.apply(scope, restart), GuestReply::MptcpApps)
+            })
+        }
+        GuestRequest::MptcpAppsStatus => {
+            let apps = Arc::clone(&agent.apps);
+            background(writer, id, move || {
+                GuestOutcome::Ok(GuestReply::MptcpApps(apps.report()))
+            })
+        }
     }
 }
 
@@ -343,6 +424,9 @@ mod tests {
             version: "test".into(),
             protocol: PROTOCOL_VERSION,
             boot_ms: 42,
+            kernel: "test".into(),
+            systemd: false,
+            mptcp_apps: Default::default(),
         }
     }
 
@@ -460,6 +544,7 @@ mod tests {
         ));
         let bad = GuestRequest::NicUp {
             nic: "eth9".into(),
+            mac: None,
             address: "10.0.0.1".into(),
             gateway: "10.0.0.254".into(),
         };
@@ -470,6 +555,7 @@ mod tests {
         let missing = format!("nope{}", std::process::id() % 100_000);
         let plan = GuestRequest::NicPlan {
             nic: missing,
+            mac: None,
             address: "10.0.0.1/24".into(),
             gateway: "10.0.0.254".into(),
         };

@@ -1,6 +1,10 @@
-//! The agent's identity ([`AgentInfo`]) and the guest uptime it carries.
+//! The agent's identity ([`AgentInfo`]): version, protocol, the guest
+//! uptime when it became ready, the kernel release, whether systemd runs
+//! it, and what it can do to give applications MPTCP.
 
-use edgemig_guest_proto::{AgentInfo, PROTOCOL_VERSION};
+use edgemig_guest_proto::PROTOCOL_VERSION;
+use edgemig_guest_proto::mptcp_apps::MptcpAppsSupport;
+use edgemig_guest_proto::v3::AgentInfo;
 use std::path::Path;
 
 /// Errors reading the uptime.
@@ -40,8 +44,9 @@ pub fn uptime_ms(path: &Path) -> Result<u64, InfoError> {
     parse_uptime_ms(&text)
 }
 
-/// This agent's [`AgentInfo`], with `boot_ms` = current uptime (0 if unknown).
-pub fn agent_info() -> AgentInfo {
+/// This agent's [`AgentInfo`], with `boot_ms` = current uptime (0 if
+/// unknown) and `mptcp_apps` as given.
+pub fn agent_info(mptcp_apps: MptcpAppsSupport) -> AgentInfo {
     let boot_ms = uptime_ms(Path::new("/proc/uptime")).unwrap_or_else(|e| {
         eprintln!("edgemig-guest: {e}");
         0
@@ -50,7 +55,23 @@ pub fn agent_info() -> AgentInfo {
         version: env!("CARGO_PKG_VERSION").to_string(),
         protocol: PROTOCOL_VERSION,
         boot_ms,
+        kernel: kernel_release(),
+        systemd: under_systemd(),
+        mptcp_apps,
     }
+}
+
+/// The kernel release (`uname -r`), empty if unreadable.
+pub fn kernel_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// Whether systemd runs this process as a service: systemd is the init
+/// system and set `INVOCATION_ID` for it.
+pub fn under_systemd() -> bool {
+    crate::apps::systemd::booted() && std::env::var_os("INVOCATION_ID").is_some()
 }
 
 #[cfg(test)]
@@ -65,9 +86,12 @@ mod tests {
     }
 
     #[test]
-    fn info_has_version() {
-        let info = agent_info();
+    fn info_has_version_and_kernel() {
+        let info = agent_info(MptcpAppsSupport::default());
         assert_eq!(info.protocol, PROTOCOL_VERSION);
         assert_eq!(info.version, env!("CARGO_PKG_VERSION"));
+        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+        assert_eq!(info.kernel, release.trim());
+        assert!(!info.kernel.is_empty());
     }
 }

@@ -5,6 +5,7 @@
 //! links statically for a busybox initramfs.
 
 pub mod agent;
+pub mod apps;
 pub mod ballast;
 pub mod blockgen;
 pub mod client;
@@ -15,7 +16,11 @@ pub mod info;
 pub mod mempattern;
 pub mod memwriter;
 pub mod net;
+pub mod notify;
 pub mod port;
+pub mod restore;
 pub mod service;
 pub mod sockets;
+pub mod state;
 pub mod stats;
+pub mod sysctl;

@@ -33,6 +33,10 @@ enum Command {
         /// Do not start the echo/bulk service.
         #[arg(long)]
         no_service: bool,
+        /// Where to keep what must survive an agent restart (a tmpfs: it
+        /// is meant to be lost on reboot).
+        #[arg(long, default_value = edgemig_guest::state::DEFAULT_STATE_DIR)]
+        state_dir: PathBuf,
     },
     /// Run the echo/bulk service (MPTCP, falling back to TCP).
     Serve {
@@ -72,9 +76,11 @@ fn main() -> ExitCode {
         Command::Agent {
             port_path,
             no_service,
+            state_dir,
         } => agent::run(&AgentOptions {
             port_path,
             service: (!no_service).then(|| SocketAddr::from((Ipv4Addr::UNSPECIFIED, SERVICE_PORT))),
+            state_dir,
         }),
         Command::Serve { listen, tcp } => match Server::bind(listen, tcp) {
             Ok(server) => {

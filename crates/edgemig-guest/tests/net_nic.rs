@@ -7,7 +7,7 @@ mod common;
 use std::net::{TcpListener, TcpStream};
 
 use common::{Ns, assert_up, ifindex, is_root, main_defaults, snapshot};
-use edgemig_guest::net::{self, nic};
+use edgemig_guest::net::{self, NicRef, nic};
 use edgemig_mptcp::{EndpointFlags, MptcpPm};
 
 #[test]
@@ -20,7 +20,7 @@ fn nic_up_retire_and_idempotence() {
     ns.veth("tg1");
 
     let rep = ns
-        .run(|| net::nic_up("tg0", "10.10.0.5/24", "10.10.0.1"))
+        .run(|| net::nic_up(NicRef::name("tg0"), "10.10.0.5/24", "10.10.0.1"))
         .unwrap();
     assert_eq!(rep.nic, "tg0");
     assert_eq!(rep.addresses, vec!["10.10.0.5/24".to_string()]);
@@ -39,7 +39,7 @@ fn nic_up_retire_and_idempotence() {
     assert_eq!(e.ifindex, Some(ifindex(&ns, "tg0")));
 
     let rep = ns
-        .run(|| net::nic_up("tg1", "10.20.0.5/24", "10.20.0.1"))
+        .run(|| net::nic_up(NicRef::name("tg1"), "10.20.0.5/24", "10.20.0.1"))
         .unwrap();
     assert_eq!(rep.addresses, vec!["10.20.0.5/24".to_string()]);
     let ep1 = rep.endpoints[0];
@@ -53,13 +53,13 @@ fn nic_up_retire_and_idempotence() {
 
     // Idempotent: same result, nothing duplicated.
     let again = ns
-        .run(|| net::nic_up("tg1", "10.20.0.5/24", "10.20.0.1"))
+        .run(|| net::nic_up(NicRef::name("tg1"), "10.20.0.5/24", "10.20.0.1"))
         .unwrap();
     assert_eq!(again.endpoints, vec![ep1]);
     assert_up(&ns, "tg1", "10.20.0.5", "10.20.0.1");
     assert_eq!(main_defaults(&ns).len(), 1);
 
-    let rep = ns.run(|| net::nic_retire("tg0")).unwrap();
+    let rep = ns.run(|| net::nic_retire(NicRef::name("tg0"))).unwrap();
     assert!(rep.addresses.is_empty(), "{rep:?}");
     assert_eq!(rep.endpoints, vec![ep0]);
     let addrs = ns.ip(&["-4", "addr", "show", "dev", "tg0"]);
@@ -80,11 +80,11 @@ fn nic_up_retire_and_idempotence() {
         main_defaults(&ns),
         vec!["default via 10.20.0.1 dev tg1 proto static "]
     );
-    let rep = ns.run(|| net::nic_retire("tg0")).unwrap();
+    let rep = ns.run(|| net::nic_retire(NicRef::name("tg0"))).unwrap();
     assert!(rep.endpoints.is_empty() && rep.addresses.is_empty());
 
     // Back up again after retirement.
-    ns.run(|| net::nic_up("tg0", "10.10.0.5/24", "10.10.0.1"))
+    ns.run(|| net::nic_up(NicRef::name("tg0"), "10.10.0.5/24", "10.10.0.1"))
         .unwrap();
     assert_up(&ns, "tg0", "10.10.0.5", "10.10.0.1");
     assert_eq!(
@@ -96,15 +96,18 @@ fn nic_up_retire_and_idempotence() {
 
     // Bad input and unknown NIC are errors, not panics.
     assert!(
-        ns.run(|| net::nic_up("tg0", "10.10.0.5", "10.10.0.1"))
+        ns.run(|| net::nic_up(NicRef::name("tg0"), "10.10.0.5", "10.10.0.1"))
             .is_err()
     );
-    assert!(ns.run(|| net::nic_up("tg0", "10.10.0.5/24", "gw")).is_err());
     assert!(
-        ns.run(|| net::nic_up("nope0", "10.30.0.5/24", "10.30.0.1"))
+        ns.run(|| net::nic_up(NicRef::name("tg0"), "10.10.0.5/24", "gw"))
             .is_err()
     );
-    assert!(ns.run(|| net::nic_retire("nope0")).is_err());
+    assert!(
+        ns.run(|| net::nic_up(NicRef::name("nope0"), "10.30.0.5/24", "10.30.0.1"))
+            .is_err()
+    );
+    assert!(ns.run(|| net::nic_retire(NicRef::name("nope0"))).is_err());
 }
 
 #[test]

@@ -11,7 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{Ns, assert_policy, assert_up, is_root, link_flags, main_defaults, snapshot};
-use edgemig_guest::net::{self, Planner, watch};
+use edgemig_guest::net::{self, NicRef, Planner, watch};
+use edgemig_guest::state::Store;
 use edgemig_guest_proto::{NicPlanState, NicPlanStatus};
 
 /// Upper bound for the watcher to react (it takes milliseconds; the bound
@@ -46,24 +47,28 @@ fn plans_apply_on_carrier_from_link_events() {
 
     let (planner, watcher) = ns.run(|| {
         net::set_mptcp_limits().unwrap();
-        let planner = Arc::new(Planner::new(Arc::new(Mutex::new(())), 0));
+        let planner = Arc::new(Planner::new(
+            Arc::new(Mutex::new(())),
+            Arc::new(Store::ephemeral()),
+            0,
+        ));
         let watcher = watch::spawn(Arc::clone(&planner)).unwrap();
         (planner, watcher)
     });
 
     // Unknown NIC and bad input: errors, nothing staged.
     assert!(
-        ns.run(|| planner.stage("nope0", "10.20.0.5/24", "10.20.0.1"))
+        ns.run(|| planner.stage(NicRef::name("nope0"), "10.20.0.5/24", "10.20.0.1"))
             .is_err()
     );
     assert!(
-        ns.run(|| planner.stage("tg1", "10.20.0.5", "10.20.0.1"))
+        ns.run(|| planner.stage(NicRef::name("tg1"), "10.20.0.5", "10.20.0.1"))
             .is_err()
     );
     assert!(planner.report().plans.is_empty());
 
     let staged = ns
-        .run(|| planner.stage("tg1", "10.20.0.5/24", "10.20.0.1"))
+        .run(|| planner.stage(NicRef::name("tg1"), "10.20.0.5/24", "10.20.0.1"))
         .unwrap();
     assert_eq!(staged.state, NicPlanState::Pending, "{staged:?}");
     assert_eq!(staged.applied_ms, None);
@@ -100,7 +105,7 @@ fn plans_apply_on_carrier_from_link_events() {
 
     // The host's confirming NicUp with the same values changes nothing.
     let confirm = ns
-        .run(|| net::nic_up("tg1", "10.20.0.5/24", "10.20.0.1"))
+        .run(|| net::nic_up(NicRef::name("tg1"), "10.20.0.5/24", "10.20.0.1"))
         .unwrap();
     assert_eq!(confirm, report);
     assert_eq!(snapshot(&ns), before);
@@ -115,7 +120,7 @@ fn plans_apply_on_carrier_from_link_events() {
     // and the watcher keeps going.
     ns.veth_down("tg2");
     let bad = ns
-        .run(|| planner.stage("tg2", "10.30.0.5/24", "10.99.0.1"))
+        .run(|| planner.stage(NicRef::name("tg2"), "10.30.0.5/24", "10.99.0.1"))
         .unwrap();
     assert_eq!(bad.state, NicPlanState::Pending);
     ns.ip(&["link", "set", "tg2p", "up"]);
@@ -128,7 +133,7 @@ fn plans_apply_on_carrier_from_link_events() {
 
     // Re-staged right, with the carrier already up: applied at once.
     let fixed = ns
-        .run(|| planner.stage("tg2", "10.30.0.5/24", "10.30.0.1"))
+        .run(|| planner.stage(NicRef::name("tg2"), "10.30.0.5/24", "10.30.0.1"))
         .unwrap();
     assert_eq!(fixed.state, NicPlanState::Applied, "{fixed:?}");
     assert_up(&ns, "tg2", "10.30.0.5", "10.30.0.1");
@@ -149,7 +154,7 @@ fn plans_apply_on_carrier_from_link_events() {
 #[test]
 fn plans_over_the_request_loop() {
     use edgemig_guest::handler::{self, Agent};
-    use edgemig_guest_proto::{
+    use edgemig_guest_proto::v3::{
         AgentInfo, GuestMessage, GuestOutcome, GuestReply, GuestRequest, HostMessage,
     };
     use std::io::{BufRead, BufReader, Write};
@@ -168,6 +173,9 @@ fn plans_over_the_request_loop() {
                 version: "test".into(),
                 protocol: edgemig_guest_proto::PROTOCOL_VERSION,
                 boot_ms: 1000,
+                kernel: "test".into(),
+                systemd: false,
+                mptcp_apps: Default::default(),
             });
             let _watcher = watch::spawn(Arc::clone(agent.planner())).unwrap();
             let writer = handler::shared_writer(Box::new(guest.try_clone().unwrap()));
@@ -187,6 +195,7 @@ fn plans_over_the_request_loop() {
     };
     let plan = GuestRequest::NicPlan {
         nic: "tg0".into(),
+        mac: None,
         address: "10.40.0.5/24".into(),
         gateway: "10.40.0.1".into(),
     };
@@ -201,6 +210,7 @@ fn plans_over_the_request_loop() {
     let before = snapshot(&ns);
     let up = GuestRequest::NicUp {
         nic: "tg0".into(),
+        mac: None,
         address: "10.40.0.5/24".into(),
         gateway: "10.40.0.1".into(),
     };
@@ -213,7 +223,10 @@ fn plans_over_the_request_loop() {
         GuestOutcome::Ok(GuestReply::NicPlans(r)) => assert_eq!(r.plans.len(), 1),
         other => panic!("unexpected {other:?}"),
     }
-    let retire = GuestRequest::NicRetire { nic: "tg0".into() };
+    let retire = GuestRequest::NicRetire {
+        nic: "tg0".into(),
+        mac: None,
+    };
     assert!(matches!(
         request(4, retire),
         GuestOutcome::Ok(GuestReply::Nic(_))

@@ -1,10 +1,12 @@
-//! Guest networking over netlink, no `ip` binary needed: bringing a NIC up
+//! Guest networking over netlink, no `ip` binary needed: finding a NIC by
+//! name or MAC, bringing a NIC up
 //! at a new site with per-interface policy routing and an MPTCP `signal`
 //! endpoint (on request, or on its own from a staged plan when the NIC
 //! gets carrier), retiring the old one, and accounting for TCP and MPTCP
 //! connections through sock_diag.
 
 pub mod conns;
+pub mod link;
 pub mod nic;
 pub mod ops;
 pub mod plan;
@@ -12,6 +14,7 @@ pub mod rtnl;
 pub mod watch;
 
 pub use conns::{ConnsError, has_net_admin, net_status};
+pub use link::NicRef;
 pub use nic::{NicError, nic_retire, nic_up};
 pub use plan::{PlanError, Planner};
 

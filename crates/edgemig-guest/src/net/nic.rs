@@ -17,6 +17,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use edgemig_guest_proto::NicReport;
 use edgemig_mptcp::{EndpointFlags, MptcpPm, NewEndpoint, PmError};
 
+use super::link::{self, NicRef};
 use super::ops::{self, Cidr, NewRoute};
 use super::rtnl::{Rtnl, RtnlError, tolerate};
 
@@ -95,12 +96,16 @@ pub fn parse_input(address: &str, gateway: &str) -> Result<(Cidr, Ipv4Addr), Nic
     Ok((cidr, gw))
 }
 
-/// Brings `nic` up with `address` (CIDR) and `gateway`: policy routing,
-/// main default route, MPTCP `signal` endpoint. Idempotent.
-pub fn nic_up(nic: &str, address: &str, gateway: &str) -> Result<NicReport, NicError> {
+/// Brings `nic` (by MAC when given, else by name) up with `address`
+/// (CIDR) and `gateway`: policy routing, main default route, MPTCP
+/// `signal` endpoint. Idempotent. The report names the real interface.
+pub fn nic_up(nic: NicRef<'_>, address: &str, gateway: &str) -> Result<NicReport, NicError> {
     let (cidr, gw) = parse_input(address, gateway)?;
-    let mut rtnl = Rtnl::open().map_err(rt(nic))?;
-    let index = ops::link_index(&mut rtnl, nic).map_err(rt(nic))?;
+    let asked = nic.to_string();
+    let mut rtnl = Rtnl::open().map_err(rt(&asked))?;
+    let link = link::resolve(&mut rtnl, nic).map_err(rt(&asked))?;
+    let nic = link.name.as_str();
+    let index = link.index;
     ops::set_link_up(&mut rtnl, index, true).map_err(rt(nic))?;
     tolerate(ops::add_address(&mut rtnl, index, cidr), &[libc::EEXIST]).map_err(rt(nic))?;
     policy_routing(&mut rtnl, index, cidr, Some(gw)).map_err(rt(nic))?;
@@ -116,6 +121,7 @@ pub fn nic_up(nic: &str, address: &str, gateway: &str) -> Result<NicReport, NicE
     let id = ensure_endpoint(IpAddr::V4(cidr.addr), index).map_err(pm(nic))?;
     Ok(NicReport {
         nic: nic.to_owned(),
+        mac: link.mac,
         addresses: current_addresses(&mut rtnl, index).map_err(rt(nic))?,
         endpoints: vec![id],
     })
@@ -172,7 +178,9 @@ fn policy_routing(
 /// Idempotent. Returns the `(interface index, address)` pairs handled.
 pub fn ensure_policy_for_others(except: &str) -> Result<Vec<(u32, Cidr)>, NicError> {
     let mut rtnl = Rtnl::open().map_err(rt(except))?;
-    let skip = ops::link_index(&mut rtnl, except).map_err(rt(except))?;
+    let skip = link::resolve(&mut rtnl, NicRef::name(except))
+        .map_err(rt(except))?
+        .index;
     let others: Vec<(u32, Cidr)> = ops::all_addresses(&mut rtnl)
         .map_err(rt(except))?
         .into_iter()
@@ -219,12 +227,16 @@ fn current_addresses(rtnl: &mut Rtnl, index: u32) -> Result<Vec<String>, RtnlErr
         .collect())
 }
 
-/// Retires `nic`: MPTCP endpoints of its addresses (and id 0, closing the
-/// initial subflows on them), policy rules, its table and main-table
-/// routes, its addresses; then sets it down.
-pub fn nic_retire(nic: &str) -> Result<NicReport, NicError> {
-    let mut rtnl = Rtnl::open().map_err(rt(nic))?;
-    let index = ops::link_index(&mut rtnl, nic).map_err(rt(nic))?;
+/// Retires `nic` (by MAC when given, else by name): MPTCP endpoints of
+/// its addresses (and id 0, closing the initial subflows on them), policy
+/// rules, its table and main-table routes, its addresses; then sets it
+/// down. The report names the real interface.
+pub fn nic_retire(nic: NicRef<'_>) -> Result<NicReport, NicError> {
+    let asked = nic.to_string();
+    let mut rtnl = Rtnl::open().map_err(rt(&asked))?;
+    let link = link::resolve(&mut rtnl, nic).map_err(rt(&asked))?;
+    let nic = link.name.as_str();
+    let index = link.index;
     let table = table_of(index);
     let addrs = ops::addresses(&mut rtnl, index).map_err(rt(nic))?;
 
@@ -251,6 +263,7 @@ pub fn nic_retire(nic: &str) -> Result<NicReport, NicError> {
     ops::set_link_up(&mut rtnl, index, false).map_err(rt(nic))?;
     Ok(NicReport {
         nic: nic.to_owned(),
+        mac: link.mac,
         addresses: current_addresses(&mut rtnl, index).map_err(rt(nic))?,
         endpoints: removed,
     })

@@ -8,17 +8,24 @@
 //! exactly what NicUp does ([`nic::nic_up`]), under the same lock as the
 //! NicUp/NicRetire requests, so a NicUp with the same values afterwards
 //! changes nothing.
+//!
+//! Plans are kept under the interface's real name (a plan may name its
+//! NIC by MAC) and saved in the agent's [`Store`] on every change, so an
+//! agent restart finds them again ([`Planner::restore`]): a pending plan
+//! keeps waiting for its carrier, an applied one is only reported.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use edgemig_guest_proto::{NicPlanState, NicPlanStatus, NicPlansReport, NicReport};
+use edgemig_guest_proto::{MacAddr, NicPlanState, NicPlanStatus, NicPlansReport, NicReport};
 
+use super::link::{self, NicRef};
 use super::nic::{self, NicError};
 use super::ops;
 use super::rtnl::{Rtnl, RtnlError};
+use crate::state::{SavedNic, SavedPlan, Store};
 
 /// Errors of staging a plan (applying one never fails the request: the
 /// outcome is the plan's state).
@@ -53,6 +60,7 @@ pub enum PlanError {
 /// One staged plan.
 #[derive(Debug, Clone)]
 struct Entry {
+    mac: Option<MacAddr>,
     address: String,
     gateway: String,
     /// Distinguishes a plan from a later one for the same NIC.
@@ -67,6 +75,7 @@ struct Entry {
 pub struct Planner {
     /// Serializes network changes with NicUp/NicRetire.
     net: Arc<Mutex<()>>,
+    store: Arc<Store>,
     plans: Mutex<BTreeMap<String, Entry>>,
     start: Instant,
     start_uptime_ms: u64,
@@ -80,11 +89,13 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Planner {
-    /// A planner sharing the network-change lock `net`; `uptime_ms` is the
-    /// guest's uptime now (times in reports are uptimes).
-    pub fn new(net: Arc<Mutex<()>>, uptime_ms: u64) -> Self {
+    /// A planner sharing the network-change lock `net`, saving its plans in
+    /// `store`; `uptime_ms` is the guest's uptime now (times in reports are
+    /// uptimes).
+    pub fn new(net: Arc<Mutex<()>>, store: Arc<Store>, uptime_ms: u64) -> Self {
         Self {
             net,
+            store,
             plans: Mutex::new(BTreeMap::new()),
             start: Instant::now(),
             start_uptime_ms: uptime_ms,
@@ -98,39 +109,41 @@ impl Planner {
         self.start_uptime_ms.saturating_add(elapsed)
     }
 
-    /// Stages a plan for `nic` (replacing an earlier one), sets the NIC
-    /// administratively up so its carrier shows, and applies the plan at
-    /// once if the carrier is there. Returns the plan's state.
+    /// Stages a plan for `nic` (by MAC when given, else by name; replacing
+    /// an earlier plan of that interface), sets the NIC administratively up
+    /// so its carrier shows, and applies the plan at once if the carrier is
+    /// there. Returns the plan's state.
     pub fn stage(
         &self,
-        nic: &str,
+        nic: NicRef<'_>,
         address: &str,
         gateway: &str,
     ) -> Result<NicPlanStatus, PlanError> {
+        let asked = nic.to_string();
         nic::parse_input(address, gateway).map_err(|source| PlanError::BadInput {
-            nic: nic.to_owned(),
+            nic: asked.clone(),
             source,
         })?;
         let link_err = |source: RtnlError| {
             if source.errno() == Some(libc::ENODEV) {
-                PlanError::NoSuchNic {
-                    nic: nic.to_owned(),
-                }
+                PlanError::NoSuchNic { nic: asked.clone() }
             } else {
                 PlanError::Link {
-                    nic: nic.to_owned(),
+                    nic: asked.clone(),
                     source,
                 }
             }
         };
         let _guard = lock(&self.net);
         let mut rtnl = Rtnl::open().map_err(link_err)?;
-        let link = ops::link_state(&mut rtnl, nic).map_err(link_err)?;
+        let link = link::resolve(&mut rtnl, nic).map_err(link_err)?;
+        let nic = link.name.as_str();
         if !link.admin_up {
             ops::set_link_up(&mut rtnl, link.index, true).map_err(link_err)?;
         }
         let generation = self.generation.fetch_add(1, Ordering::Relaxed);
         let entry = Entry {
+            mac: link.mac,
             address: address.to_owned(),
             gateway: gateway.to_owned(),
             generation,
@@ -140,11 +153,55 @@ impl Planner {
             report: None,
         };
         lock(&self.plans).insert(nic.to_owned(), entry);
+        self.save();
         eprintln!("edgemig-guest: plan for {nic} staged: {address} via {gateway}");
         self.apply_pending_locked();
-        self.status(nic).ok_or_else(|| PlanError::NoSuchNic {
-            nic: nic.to_owned(),
-        })
+        self.status(nic)
+            .ok_or_else(|| PlanError::NoSuchNic { nic: asked.clone() })
+    }
+
+    /// Takes back the plans an earlier run of the agent saved: pending
+    /// ones wait for their carrier again (the link watcher, or the next
+    /// [`Planner::apply_pending`], applies them), the others are only
+    /// reported. Returns how many plans there were.
+    pub fn restore(&self) -> usize {
+        let saved = self.store.snapshot().plans;
+        let mut plans = lock(&self.plans);
+        for p in &saved {
+            let generation = self.generation.fetch_add(1, Ordering::Relaxed);
+            plans.insert(
+                p.nic.clone(),
+                Entry {
+                    mac: p.mac,
+                    address: p.address.clone(),
+                    gateway: p.gateway.clone(),
+                    generation,
+                    state: p.state.clone(),
+                    staged_ms: p.staged_ms,
+                    applied_ms: p.applied_ms,
+                    report: p.report.clone(),
+                },
+            );
+        }
+        saved.len()
+    }
+
+    /// Writes the plans to the store.
+    fn save(&self) {
+        let records: Vec<SavedPlan> = lock(&self.plans)
+            .iter()
+            .map(|(nic, e)| SavedPlan {
+                nic: nic.clone(),
+                mac: e.mac,
+                address: e.address.clone(),
+                gateway: e.gateway.clone(),
+                state: e.state.clone(),
+                staged_ms: e.staged_ms,
+                applied_ms: e.applied_ms,
+                report: e.report.clone(),
+            })
+            .collect();
+        self.store.update(|s| s.plans = records);
     }
 
     /// Whether some plan waits for its carrier.
@@ -202,30 +259,46 @@ impl Planner {
     /// plan, unless a newer plan replaced it meanwhile.
     fn record(&self, nic: &str, generation: u64, outcome: Result<NicReport, String>) {
         let now = self.now_ms();
-        let mut plans = lock(&self.plans);
-        let Some(entry) = plans.get_mut(nic).filter(|e| e.generation == generation) else {
-            return;
+        let applied = {
+            let mut plans = lock(&self.plans);
+            let Some(entry) = plans.get_mut(nic).filter(|e| e.generation == generation) else {
+                return;
+            };
+            entry.applied_ms = Some(now);
+            match outcome {
+                Ok(report) => {
+                    eprintln!(
+                        "edgemig-guest: plan for {nic} applied at {now} ms: {} via {}",
+                        entry.address, entry.gateway
+                    );
+                    entry.state = NicPlanState::Applied;
+                    entry.report = Some(report);
+                    Some(SavedNic {
+                        nic: nic.to_owned(),
+                        mac: entry.mac,
+                        address: entry.address.clone(),
+                        gateway: entry.gateway.clone(),
+                    })
+                }
+                Err(reason) => {
+                    eprintln!("edgemig-guest: plan for {nic} failed: {reason}");
+                    entry.state = NicPlanState::Failed(reason);
+                    None
+                }
+            }
         };
-        entry.applied_ms = Some(now);
-        match outcome {
-            Ok(report) => {
-                eprintln!(
-                    "edgemig-guest: plan for {nic} applied at {now} ms: {} via {}",
-                    entry.address, entry.gateway
-                );
-                entry.state = NicPlanState::Applied;
-                entry.report = Some(report);
-            }
-            Err(reason) => {
-                eprintln!("edgemig-guest: plan for {nic} failed: {reason}");
-                entry.state = NicPlanState::Failed(reason);
-            }
+        if let Some(nic) = applied {
+            self.store.update(|s| s.nic_applied(nic));
         }
+        self.save();
     }
 
     /// Drops `nic`'s plan (when the NIC is retired).
     pub fn forget(&self, nic: &str) {
-        lock(&self.plans).remove(nic);
+        let had = lock(&self.plans).remove(nic).is_some();
+        if had {
+            self.save();
+        }
     }
 
     /// The state of `nic`'s plan, if one is staged.
@@ -250,12 +323,13 @@ impl Planner {
 fn apply(nic: &str, entry: &Entry) -> Result<NicReport, String> {
     let chain = |e: NicError| crate::handler::error_chain(&e);
     nic::ensure_policy_for_others(nic).map_err(chain)?;
-    nic::nic_up(nic, &entry.address, &entry.gateway).map_err(chain)
+    nic::nic_up(NicRef::name(nic), &entry.address, &entry.gateway).map_err(chain)
 }
 
 fn status_of(nic: &str, e: &Entry, now: u64) -> NicPlanStatus {
     NicPlanStatus {
         nic: nic.to_owned(),
+        mac: e.mac,
         address: e.address.clone(),
         gateway: e.gateway.clone(),
         state: e.state.clone(),
@@ -272,17 +346,19 @@ mod tests {
 
     #[test]
     fn bad_input_and_unknown_nic_are_errors() {
-        let p = Planner::new(Arc::new(Mutex::new(())), 1000);
+        let p = Planner::new(Arc::new(Mutex::new(())), Arc::new(Store::ephemeral()), 1000);
         assert!(matches!(
-            p.stage("eth0", "10.0.0.1", "10.0.0.254"),
+            p.stage(NicRef::name("eth0"), "10.0.0.1", "10.0.0.254"),
             Err(PlanError::BadInput { .. })
         ));
         assert!(matches!(
-            p.stage("eth0", "10.0.0.1/24", "gw"),
+            p.stage(NicRef::name("eth0"), "10.0.0.1/24", "gw"),
             Err(PlanError::BadInput { .. })
         ));
         let missing = format!("nope{}", std::process::id() % 100_000);
-        let err = p.stage(&missing, "10.0.0.1/24", "10.0.0.254").unwrap_err();
+        let err = p
+            .stage(NicRef::name(&missing), "10.0.0.1/24", "10.0.0.254")
+            .unwrap_err();
         assert!(matches!(err, PlanError::NoSuchNic { .. }), "{err:?}");
         assert!(p.report().plans.is_empty());
         assert!(!p.has_pending());
@@ -291,7 +367,7 @@ mod tests {
 
     #[test]
     fn clock_starts_at_the_given_uptime() {
-        let p = Planner::new(Arc::new(Mutex::new(())), 5000);
+        let p = Planner::new(Arc::new(Mutex::new(())), Arc::new(Store::ephemeral()), 5000);
         assert!(p.now_ms() >= 5000);
     }
 }
