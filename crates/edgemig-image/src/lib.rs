@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub mod cpio;
+pub mod distro;
 pub mod elf;
 
 /// The `/init` script (PID 1 in the guest).
