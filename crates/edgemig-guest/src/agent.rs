@@ -79,8 +79,24 @@ fn wait_for_port(opts: &AgentOptions) -> PathBuf {
     }
 }
 
-/// The BPF hook's availability, as the protocol reports it.
+/// The first kernel with `update_socket_protocol`.
+const HOOK_SINCE: (u32, u32) = (6, 6);
+
+/// `(major, minor)` of a kernel release (`6.1.0-57-cloud-amd64`).
+pub fn kernel_version(release: &str) -> Option<(u32, u32)> {
+    let mut parts = release.split(['.', '-', '+']);
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
+}
+
+/// The BPF hook's availability, as the protocol reports it. A kernel
+/// older than 6.6 has no hook: its BTF is not even read (that walk costs
+/// tens of milliseconds under TCG, at every boot of the default guest).
 pub fn probe_hook() -> HookSupport {
+    if kernel_version(&crate::info::kernel_release()).is_some_and(|v| v < HOOK_SINCE) {
+        return HookSupport::NoHook;
+    }
     match Support::probe() {
         Support::Available => HookSupport::Available,
         Support::Unavailable(Unavailable::NoBtf) => HookSupport::NoBtf,
@@ -219,5 +235,21 @@ fn session(path: &Path, agent: &Agent) -> Result<(), AgentError> {
             return Ok(());
         }
         std::thread::sleep(RETRY);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_versions() {
+        assert_eq!(kernel_version("6.1.0-57-cloud-amd64"), Some((6, 1)));
+        assert_eq!(kernel_version("6.12.95+deb12-cloud-amd64"), Some((6, 12)));
+        assert_eq!(kernel_version("6.18.44-fc-v1045"), Some((6, 18)));
+        assert_eq!(kernel_version("5.14"), Some((5, 14)));
+        assert_eq!(kernel_version("junk"), None);
+        assert!(kernel_version("6.1.0").unwrap() < HOOK_SINCE);
+        assert!(kernel_version("6.12.0").unwrap() >= HOOK_SINCE);
     }
 }

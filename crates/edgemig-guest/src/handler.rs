@@ -235,7 +235,7 @@ fn outcome<T, E: std::error::Error>(
 
 /// An error and its causes, `: `-separated; a cause an outer message
 /// already spells out is not repeated.
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut cause = e.source();
     while let Some(c) = cause {

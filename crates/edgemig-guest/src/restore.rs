@@ -2,8 +2,10 @@
 //! the agent applied ([`Store`]): nothing is torn down; a NIC whose
 //! address is still there is left alone, one that lost it (someone
 //! flushed it while the agent was away) gets its configuration again
-//! (`NicUp`, idempotent), in the order it was first applied so the last
-//! one keeps the main default route.
+//! (`NicUp`, idempotent). `NicUp` also moves the main default route, so
+//! when anything was configured again the last NIC applied is confirmed
+//! once more at the end: the default route stays where the host last put
+//! it.
 
 use std::sync::{Arc, Mutex};
 
@@ -66,5 +68,23 @@ pub fn restore_nics(store: &Store, net: &Arc<Mutex<()>>) -> Vec<NicRestore> {
         }
         out.push(result);
     }
+    let reapplied = out.iter().any(|r| matches!(r, NicRestore::Reapplied(_)));
+    if reapplied && let Some(last) = saved_last(store) {
+        let target = NicRef {
+            name: &last.nic,
+            mac: last.mac,
+        };
+        if let Err(e) = nic::nic_up(target, &last.address, &last.gateway) {
+            eprintln!(
+                "edgemig-guest: cannot confirm {}: {}",
+                last.nic,
+                crate::handler::error_chain(&e)
+            );
+        }
+    }
     out
+}
+
+fn saved_last(store: &Store) -> Option<crate::state::SavedNic> {
+    store.snapshot().nics.pop()
 }

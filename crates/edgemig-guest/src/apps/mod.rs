@@ -417,6 +417,23 @@ impl Apps {
             _ => Vec::new(),
         };
         let infos = self.show_all(&units);
+        // Units restarted since they entered the scope need no restart.
+        let restarted: Vec<String> = units
+            .iter()
+            .zip(&infos)
+            .filter_map(|(unit, info)| {
+                let then = pending.get(unit)?;
+                let now = info.as_ref().ok()?.invocation_id.as_ref();
+                (now != Some(then)).then(|| unit.clone())
+            })
+            .collect();
+        if !restarted.is_empty() {
+            let mut inner = lock(&self.inner);
+            for u in &restarted {
+                inner.restart_pending.remove(u);
+            }
+            self.save(&inner);
+        }
         let units = units
             .iter()
             .zip(infos)

@@ -3,7 +3,8 @@
 //! device) with a kernel that has the hook, and reads the verdict from
 //! the serial console.
 //!
-//! The kernel: `$EDGEMIG_HOOK_KERNEL`, else
+//! `EDGEMIG_VM_CONSOLE=1` prints the whole console even when every check
+//! passes. The kernel: `$EDGEMIG_HOOK_KERNEL`, else
 //! `<workspace>/target/guest-kernel-6.12/vmlinuz` (the bookworm-backports
 //! cloud kernel, `linux-image-6.12.*-cloud-amd64`, which has BTF and the
 //! hook). The machine running the tests may itself refuse to load
@@ -146,6 +147,9 @@ fn run_inner() -> Result<(), String> {
     initramfs(&exe, &initrd)?;
     let console = dir.path().join("console.log");
     let text = boot(&kernel, &initrd, &console)?;
+    if std::env::var_os("EDGEMIG_VM_CONSOLE").is_some() {
+        eprintln!("console:\n{text}");
+    }
     let checks: Vec<&str> = text.lines().filter(|l| l.starts_with("CHECK ")).collect();
     for c in &checks {
         eprintln!("{c}");
