@@ -106,6 +106,34 @@ pub fn probe_hook() -> HookSupport {
     }
 }
 
+/// The MPTCP-for-applications manager of this guest, adopting a hook an
+/// earlier agent pinned.
+fn build_apps(bpf: HookSupport, store: &Arc<Store>) -> Arc<Apps> {
+    let systemd = apps::systemd::booted()
+        .then(|| Arc::new(apps::systemd::Systemctl) as Arc<dyn apps::systemd::Systemd>);
+    let hook: Box<dyn HookCtl> = if bpf == HookSupport::Available {
+        Box::new(BpfHook::adopt())
+    } else {
+        Box::new(NoHook)
+    };
+    let env = apps::Env {
+        mptcpize: apps::systemd::has_mptcpize(),
+        systemd,
+        bpf,
+        cgroup_root: apps::cgroup_root(),
+    };
+    Arc::new(Apps::new(env, hook, Arc::clone(store)))
+}
+
+/// `edgemig-guest mptcp-apps-off`: with no agent running, removes what
+/// agents set up for applications (the pinned BPF hook, `mptcpize` of
+/// their units) and records the scope as off in `state_dir`.
+pub fn mptcp_apps_off(state_dir: &Path) -> Result<(), apps::AppsError> {
+    let (store, _) = Store::open(state_dir);
+    let apps = build_apps(probe_hook(), &Arc::new(store));
+    apps.reset().map(drop)
+}
+
 /// Builds the agent: probes, opens the store in `state_dir`, takes back
 /// what it holds. Returns the agent and its watchers' handles (keep them).
 pub fn start(state_dir: &Path) -> (Agent, Vec<Box<dyn std::any::Any>>) {
@@ -124,20 +152,7 @@ pub fn start(state_dir: &Path) -> (Agent, Vec<Box<dyn std::any::Any>>) {
         ),
     }
     let store = Arc::new(store);
-    let systemd = apps::systemd::booted()
-        .then(|| Arc::new(apps::systemd::Systemctl) as Arc<dyn apps::systemd::Systemd>);
-    let hook: Box<dyn HookCtl> = if bpf == HookSupport::Available {
-        Box::new(BpfHook::adopt())
-    } else {
-        Box::new(NoHook)
-    };
-    let env = apps::Env {
-        mptcpize: apps::systemd::has_mptcpize(),
-        systemd,
-        bpf,
-        cgroup_root: apps::cgroup_root(),
-    };
-    let apps = Arc::new(Apps::new(env, hook, Arc::clone(&store)));
+    let apps = build_apps(bpf, &store);
     let agent = Agent::with_parts(
         agent_info(apps.support()),
         Arc::clone(&store),

@@ -38,6 +38,14 @@ enum Command {
         #[arg(long, default_value = edgemig_guest::state::DEFAULT_STATE_DIR)]
         state_dir: PathBuf,
     },
+    /// With the agent stopped, undo what agents set up to give
+    /// applications MPTCP (the pinned BPF hook, mptcpize of units) and
+    /// record the scope as off; for package removal.
+    MptcpAppsOff {
+        /// The agent's state directory.
+        #[arg(long, default_value = edgemig_guest::state::DEFAULT_STATE_DIR)]
+        state_dir: PathBuf,
+    },
     /// Run the echo/bulk service (MPTCP, falling back to TCP).
     Serve {
         /// Address to listen on.
@@ -82,6 +90,13 @@ fn main() -> ExitCode {
             service: (!no_service).then(|| SocketAddr::from((Ipv4Addr::UNSPECIFIED, SERVICE_PORT))),
             state_dir,
         }),
+        Command::MptcpAppsOff { state_dir } => match agent::mptcp_apps_off(&state_dir) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("edgemig-guest: {}", edgemig_guest::handler::error_chain(&e));
+                ExitCode::from(1)
+            }
+        },
         Command::Serve { listen, tcp } => match Server::bind(listen, tcp) {
             Ok(server) => {
                 match server.local_addr() {

@@ -165,20 +165,33 @@ impl Apps {
     /// Re-applies the scope an earlier run of the agent saved (no
     /// restarts). `Ok(None)` when nothing was saved.
     pub fn restore(&self) -> Result<Option<MptcpAppsReport>, AppsError> {
-        let saved = self.store.snapshot().mptcp_apps;
-        {
-            let mut inner = lock(&self.inner);
-            inner.mptcpized = saved.mptcpized.iter().cloned().collect();
-            inner.restart_pending = saved.restart_pending.clone();
-            inner.mechanism = self.mechanism_for(&saved.scope).ok().flatten();
-            inner.scope = saved.scope.clone();
-        }
+        let saved = self.load_saved();
         if saved.scope == MptcpScope::Off && saved.mptcpized.is_empty() {
             // A hook pinned by an agent whose state is gone (or off) goes.
             lock(&self.hook).detach().map_err(AppsError::Hook)?;
             return Ok(None);
         }
         self.apply(saved.scope, false).map(Some)
+    }
+
+    /// Takes the saved scope and bookkeeping as the current ones, without
+    /// applying anything (what is in force is what an earlier run left).
+    fn load_saved(&self) -> crate::state::SavedApps {
+        let saved = self.store.snapshot().mptcp_apps;
+        let mut inner = lock(&self.inner);
+        inner.mptcpized = saved.mptcpized.iter().cloned().collect();
+        inner.restart_pending = saved.restart_pending.clone();
+        inner.mechanism = self.mechanism_for(&saved.scope).ok().flatten();
+        inner.scope = saved.scope.clone();
+        saved
+    }
+
+    /// Undoes whatever an earlier run of the agent set up (the pinned hook,
+    /// `mptcpize` of its units) without starting an agent: for a package's
+    /// removal script, once the agent is stopped.
+    pub fn reset(&self) -> Result<MptcpAppsReport, AppsError> {
+        self.load_saved();
+        self.apply(MptcpScope::Off, false)
     }
 
     /// The mechanism `scope` needs, or why it is impossible here.

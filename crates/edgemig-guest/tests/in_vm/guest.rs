@@ -279,15 +279,32 @@ fn checks(r: &mut Report, listener: &UnixListener) {
     );
     agent.kill();
     // Off is remembered too: a new agent attaches nothing.
-    match Agent::start(listener) {
-        Ok(a) => {
-            r.check(
-                "off_restored",
-                want("protocol", protocol() == 6, protocol())
-                    .and_then(|()| want("no pin", !Path::new(PIN).exists(), PIN)),
-            );
-            a.kill();
-        }
-        Err(e) => r.check("off_restored", Err(e)),
-    }
+    let mut agent = match Agent::start(listener) {
+        Ok(a) => a,
+        Err(e) => return r.check("off_restored", Err(e)),
+    };
+    r.check(
+        "off_restored",
+        want("protocol", protocol() == 6, protocol())
+            .and_then(|()| want("no pin", !Path::new(PIN).exists(), PIN)),
+    );
+    // A package removal: the agent is stopped with a scope in force, then
+    // `mptcp-apps-off` removes the hook it left pinned.
+    let _ = agent.request(GuestRequest::MptcpApps {
+        scope: MptcpScope::All,
+        restart: false,
+    });
+    agent.kill();
+    r.check(
+        "mptcp_apps_off",
+        want("pinned before", protocol() == 262, protocol()).and_then(|()| {
+            let status = Command::new("/bin/edgemig-guest")
+                .args(["mptcp-apps-off", "--state-dir", "/run/edgemig-guest"])
+                .status()
+                .map_err(|e| e.to_string())?;
+            want("exit status", status.success(), status)?;
+            want("protocol after", protocol() == 6, protocol())?;
+            want("pin gone", !Path::new(PIN).exists(), PIN)
+        }),
+    );
 }
