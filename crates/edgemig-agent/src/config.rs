@@ -58,6 +58,11 @@ pub struct SiteConfig {
     /// it is retired earlier once no connection uses it. Default 60.
     #[serde(default)]
     pub handoff_grace_s: Option<u64>,
+    /// Whether this site takes part in migrations without TLS on the data
+    /// path (`migrate --insecure`, testbeds only); both sites must allow it.
+    /// Default false.
+    #[serde(default)]
+    pub allow_insecure: bool,
     /// Other sites' agents this site may migrate VMs to.
     #[serde(default, rename = "peer")]
     pub peers: Vec<PeerConfig>,

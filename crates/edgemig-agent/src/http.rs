@@ -9,8 +9,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use edgemig_api::images::{ImagePush, ImagePushReport};
+use edgemig_api::migration::ResolveRequest;
 use edgemig_api::peer::{
-    IncomingReady, IncomingRequest, IncomingStatus, PeerImageStatus, PeerImageUpload,
+    AbortReply, CommitReply, IncomingReady, IncomingRequest, IncomingStatus, PeerImageStatus,
+    PeerImageUpload,
 };
 use edgemig_api::policy::{PolicySpec, ProbeReply, ProbeRequest};
 use edgemig_api::{
@@ -21,6 +23,7 @@ use edgemig_guest_proto::{GuestReply, GuestRequest};
 
 use crate::guest_channel::GuestChannelError;
 use crate::manager::{Manager, ManagerError};
+use crate::migration::id::MigrationId;
 
 /// An API error: code plus the message chain.
 #[derive(Debug)]
@@ -51,6 +54,7 @@ impl From<ManagerError> for ApiError {
             ManagerError::NotFound(_) | ManagerError::Missing(_) => ErrorCode::NotFound,
             ManagerError::Conflict(_) => ErrorCode::Conflict,
             ManagerError::Unavailable(_) => ErrorCode::Unavailable,
+            ManagerError::Forbidden(_) => ErrorCode::Forbidden,
             ManagerError::Guest(GuestChannelError::Guest(_)) => ErrorCode::BadRequest,
             ManagerError::Guest(_) => ErrorCode::Unavailable,
             ManagerError::Launch(_)
@@ -102,6 +106,7 @@ pub fn router(manager: Arc<Manager>) -> Router {
         .route("/v1/vms/{name}/policy", axum::routing::put(set_policy))
         .route("/v1/vms/{name}/migrate", post(migrate))
         .route("/v1/vms/{name}/migrate/cancel", post(cancel_migration))
+        .route("/v1/vms/{name}/migrate/resolve", post(resolve_migration))
         .route("/v1/migrations", get(migrations))
         .route("/v1/migrations/{name}", get(migration))
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "No such route".into()) })
@@ -223,6 +228,15 @@ async fn cancel_migration(State(m): Shared, Path(name): Path<String>) -> ApiResu
     Ok(Json(m.cancel_migration(&name)?))
 }
 
+async fn resolve_migration(
+    State(m): Shared,
+    Path(name): Path<String>,
+    body: Result<Json<ResolveRequest>, JsonRejection>,
+) -> ApiResult<MigrationView> {
+    let Json(req) = body?;
+    Ok(Json(m.resolve_migration(&name, req)?))
+}
+
 async fn migrations(State(m): Shared) -> ApiResult<Vec<MigrationView>> {
     Ok(Json(m.migrations()))
 }
@@ -234,11 +248,14 @@ async fn migration(State(m): Shared, Path(name): Path<String>) -> ApiResult<Migr
 /// The agent-to-agent routes (served over mutual TLS only).
 pub fn peer_router(manager: Arc<Manager>) -> Router {
     Router::new()
-        .route("/v1/peer/incoming", post(peer_incoming))
-        .route("/v1/peer/incoming/{name}", get(peer_status))
-        .route("/v1/peer/incoming/{name}/resume", post(peer_resume))
-        .route("/v1/peer/incoming/{name}/abort", post(peer_abort))
-        .route("/v1/peer/tunnels/{vni}/close", post(peer_close_tunnel))
+        .route("/v1/peer/migrations", post(peer_prepare))
+        .route("/v1/peer/migrations/{id}", get(peer_status))
+        .route("/v1/peer/migrations/{id}/commit", post(peer_commit))
+        .route("/v1/peer/migrations/{id}/abort", post(peer_abort))
+        .route(
+            "/v1/peer/migrations/{id}/tunnel/close",
+            post(peer_close_tunnel),
+        )
         .route("/v1/peer/probe", post(peer_probe))
         .route(
             "/v1/peer/images/{digest}",
@@ -249,19 +266,63 @@ pub fn peer_router(manager: Arc<Manager>) -> Router {
         .with_state(manager)
 }
 
-async fn peer_incoming(
+type Peer = axum::Extension<edgemig_pki::PeerSite>;
+
+fn migration_id(id: &str) -> Result<MigrationId, ApiError> {
+    id.parse().map_err(|e: crate::migration::id::InvalidId| {
+        ApiError::new(ErrorCode::BadRequest, e.to_string())
+    })
+}
+
+async fn peer_prepare(
     State(m): Shared,
-    axum::Extension(peer): axum::Extension<edgemig_pki::PeerSite>,
+    axum::Extension(peer): Peer,
+    local: Option<axum::Extension<edgemig_pki::PeerLocal>>,
     body: Result<Json<IncomingRequest>, JsonRejection>,
 ) -> ApiResult<IncomingReady> {
     let Json(req) = body?;
     if req.source_site != peer.0 {
         return Err(ApiError::new(
-            ErrorCode::BadRequest,
+            ErrorCode::Forbidden,
             format!("Peer {} claims to be site {}", peer.0, req.source_site),
         ));
     }
-    Ok(Json(m.prepare_incoming(req).await?))
+    let bind = local.map(|axum::Extension(l)| l.0.ip());
+    Ok(Json(m.prepare_incoming(req, bind).await?))
+}
+
+async fn peer_status(
+    State(m): Shared,
+    axum::Extension(peer): Peer,
+    Path(id): Path<String>,
+) -> ApiResult<IncomingStatus> {
+    Ok(Json(m.incoming_status(&migration_id(&id)?, &peer.0).await?))
+}
+
+async fn peer_commit(
+    State(m): Shared,
+    axum::Extension(peer): Peer,
+    Path(id): Path<String>,
+) -> ApiResult<CommitReply> {
+    Ok(Json(m.commit_incoming(&migration_id(&id)?, &peer.0).await?))
+}
+
+async fn peer_abort(
+    State(m): Shared,
+    axum::Extension(peer): Peer,
+    Path(id): Path<String>,
+) -> ApiResult<AbortReply> {
+    Ok(Json(m.abort_incoming(&migration_id(&id)?, &peer.0).await?))
+}
+
+async fn peer_close_tunnel(
+    State(m): Shared,
+    axum::Extension(peer): Peer,
+    Path(id): Path<String>,
+) -> ApiResult<serde_json::Value> {
+    let id = migration_id(&id)?;
+    m.close_tunnel_of(&id, &peer.0).await?;
+    Ok(Json(serde_json::json!({ "closed": id.to_string() })))
 }
 
 async fn peer_probe(
@@ -270,19 +331,6 @@ async fn peer_probe(
 ) -> ApiResult<ProbeReply> {
     let Json(req) = body?;
     Ok(Json(m.probe(req).await?))
-}
-
-async fn peer_status(State(m): Shared, Path(name): Path<String>) -> ApiResult<IncomingStatus> {
-    Ok(Json(m.incoming_status(&name).await?))
-}
-
-async fn peer_resume(State(m): Shared, Path(name): Path<String>) -> ApiResult<IncomingStatus> {
-    Ok(Json(m.resume_incoming(&name).await?))
-}
-
-async fn peer_abort(State(m): Shared, Path(name): Path<String>) -> ApiResult<serde_json::Value> {
-    m.abort_incoming(&name).await?;
-    Ok(Json(serde_json::json!({ "aborted": name })))
 }
 
 async fn metrics(
@@ -295,9 +343,4 @@ async fn metrics(
         )],
         m.metrics().await?,
     ))
-}
-
-async fn peer_close_tunnel(State(m): Shared, Path(vni): Path<u32>) -> ApiResult<serde_json::Value> {
-    m.close_source_tunnel(vni).await?;
-    Ok(Json(serde_json::json!({ "closed": vni })))
 }

@@ -43,6 +43,9 @@ pub enum AgentError {
     /// Re-attaching to running VMs failed.
     #[error("Cannot re-attach to running VMs")]
     Reattach(#[source] ManagerError),
+    /// The site's DHCP server cannot listen on the VM bridge.
+    #[error("Cannot start the DHCP server of the VM network")]
+    Dhcp(#[source] edgemig_dhcp::SocketError),
     /// The site directory's config is unusable.
     #[error("Cannot open the site directory")]
     Directory(#[source] edgemig_directory::DirectoryError),

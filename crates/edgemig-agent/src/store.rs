@@ -1,13 +1,17 @@
-//! The agent's persistent store of VM records (redb, one file in the state
-//! directory). Records are JSON so the format can grow compatibly.
+//! The agent's persistent store (redb, one file in the state directory):
+//! VM records and migration job records, each as JSON so the format can
+//! grow compatibly. Every write is one committed transaction: a record is
+//! on disk when `put` returns.
 
 use std::path::Path;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
+use crate::migration::jobs::JobRecord;
 use crate::vm::VmRecord;
 
 const VMS: TableDefinition<&str, &[u8]> = TableDefinition::new("vms");
+const JOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("jobs");
 
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
@@ -38,8 +42,51 @@ impl Store {
         let db = Database::create(path)?;
         let txn = db.begin_write()?;
         txn.open_table(VMS)?;
+        txn.open_table(JOBS)?;
         txn.commit()?;
         Ok(Self { db })
+    }
+
+    /// Inserts or replaces a migration's record.
+    pub fn put_job(&self, job: &JobRecord) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(job).map_err(StoreError::Record)?;
+        let txn = self.db.begin_write()?;
+        txn.open_table(JOBS)?
+            .insert(job.id.as_str(), bytes.as_slice())?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Removes a migration's record; true when it existed.
+    pub fn remove_job(&self, id: &str) -> Result<bool, StoreError> {
+        let txn = self.db.begin_write()?;
+        let existed = txn.open_table(JOBS)?.remove(id)?.is_some();
+        txn.commit()?;
+        Ok(existed)
+    }
+
+    /// One migration's record.
+    pub fn job(&self, id: &str) -> Result<Option<JobRecord>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(JOBS)?;
+        match table.get(id)? {
+            Some(v) => Ok(Some(
+                serde_json::from_slice(v.value()).map_err(StoreError::Record)?,
+            )),
+            None => Ok(None),
+        }
+    }
+
+    /// Every migration record, ordered by id.
+    pub fn jobs(&self) -> Result<Vec<JobRecord>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(JOBS)?;
+        let mut out = Vec::new();
+        for entry in table.iter()? {
+            let (_, value) = entry?;
+            out.push(serde_json::from_slice(value.value()).map_err(StoreError::Record)?);
+        }
+        Ok(out)
     }
 
     /// Inserts or replaces a record.

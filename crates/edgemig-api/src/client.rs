@@ -188,6 +188,20 @@ impl ApiClient {
         .await
     }
 
+    /// `POST /v1/vms/{name}/migrate/resolve`: settle an unknown outcome.
+    pub async fn resolve_migration(
+        &self,
+        name: &str,
+        req: &crate::migration::ResolveRequest,
+    ) -> Result<MigrationView, ClientError> {
+        self.call(
+            Method::POST,
+            &format!("/vms/{name}/migrate/resolve"),
+            Some(req),
+        )
+        .await
+    }
+
     /// `GET /v1/migrations/{name}`: the running (else latest) migration of a VM.
     pub async fn migration(&self, name: &str) -> Result<MigrationView, ClientError> {
         self.call(Method::GET, &format!("/migrations/{name}"), None::<&()>)

@@ -6,6 +6,42 @@
 
 use serde::{Deserialize, Serialize};
 
+/// What a VM boots, as the destination must recreate it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum IncomingBoot {
+    /// The destination site's built-in guest (kernel + initramfs).
+    Builtin,
+    /// A root disk (the first of [`IncomingVm::disks`]) under `firmware`.
+    Disk {
+        /// Firmware.
+        firmware: crate::images::Firmware,
+        /// Digest of the image the VM was created from.
+        origin: String,
+        /// Size of the UEFI variable store (must match the destination's
+        /// OVMF template), for UEFI VMs.
+        #[serde(default)]
+        efi_vars_bytes: Option<u64>,
+    },
+}
+
+/// One disk of an incoming VM.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IncomingDisk {
+    /// `root` or `data`.
+    pub role: String,
+    /// Size the guest sees, in MiB.
+    pub mib: u64,
+    /// Digest of the image the disk is an overlay on at the source, if any.
+    pub base_digest: Option<String>,
+    /// Bytes the disk's own layer takes at the source (what a `sync: top`
+    /// mirror sends at most).
+    pub top_bytes: u64,
+    /// Bytes the base image takes (sent too when the destination lacks it).
+    pub base_bytes: u64,
+}
+
 /// What the destination must recreate.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -16,8 +52,10 @@ pub struct IncomingVm {
     pub memory_mib: u64,
     /// Virtual CPUs.
     pub vcpus: u32,
-    /// Data disk size in MiB, if any.
-    pub disk_mib: Option<u64>,
+    /// What it boots.
+    pub boot: IncomingBoot,
+    /// Its disks (root first).
+    pub disks: Vec<IncomingDisk>,
     /// MAC seed (the guest keeps its MAC addresses).
     pub mac_seed: u32,
     /// The guest's current address with prefix, e.g. `10.10.0.2/24`.
@@ -26,26 +64,25 @@ pub struct IncomingVm {
     pub gateway: String,
     /// The NIC carrying the address (0 or 1).
     pub active_nic: u8,
-    /// Digest of the base image under the data disk, if any.
-    pub base_digest: Option<String>,
-    /// Bytes the data disk's own layer takes at the source (what a
-    /// `sync: top` mirror sends at most).
-    pub disk_top_bytes: u64,
-    /// Bytes the base image takes (sent too when the destination lacks it).
-    pub disk_base_bytes: u64,
+    /// Whether the VM's guest agent answered at the source (without one
+    /// the network handoff is skipped: the old address stays reachable
+    /// through the tunnel).
+    pub guest_agent: bool,
     /// The VM's follow policy and its decision state (hold, history), so
     /// the destination's controller carries on where the source left off.
     #[serde(default)]
     pub follow: Option<crate::policy::FollowState>,
 }
 
-/// `POST /v1/peer/incoming`.
+/// `POST /v1/peer/migrations`: prepare migration `id`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IncomingRequest {
+    /// The migration's id (16 hex digits, chosen by the source).
+    pub id: String,
     /// The VM.
     pub vm: IncomingVm,
-    /// Site the VM comes from.
+    /// Site the VM comes from (must be the caller's certificate's site).
     pub source_site: String,
     /// Listen with MPTCP (`"mptcp": true`) on the memory and NBD sockets.
     pub mptcp: bool,
@@ -65,17 +102,31 @@ fn yes() -> bool {
     true
 }
 
-/// Answer to [`IncomingRequest`]: where to send memory and disk.
+/// Where one disk goes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadyDisk {
+    /// `root` or `data`.
+    pub role: String,
+    /// NBD export name.
+    pub export: String,
+    /// The destination holds the disk's base image: mirror only the top
+    /// layer (`sync: top`).
+    pub base_present: bool,
+}
+
+/// Answer to [`IncomingRequest`]: where to send memory and disks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IncomingReady {
-    /// Port of the memory stream (on every address of the destination).
+    /// Address the destination's QEMU listens on (its inter-site address).
+    pub host: String,
+    /// Port of the memory stream.
     pub memory_port: u16,
-    /// Port of the NBD server for the data disk, when the VM has one.
+    /// Port of the NBD server for the disks, when the VM has any.
     pub nbd_port: Option<u16>,
+    /// Where each disk goes.
+    pub disks: Vec<ReadyDisk>,
     /// QEMU version at the destination.
     pub qemu_version: String,
-    /// The destination holds the base image: mirror only the top layer.
-    pub base_present: bool,
     /// The VM's address at the destination (with prefix) and its gateway:
     /// the source stages them in the guest, which configures its handoff
     /// NIC by itself when that NIC's carrier comes up there.
@@ -84,6 +135,32 @@ pub struct IncomingReady {
     /// Gateway of `next_address`'s network.
     #[serde(default)]
     pub next_gateway: Option<String>,
+}
+
+/// Answer to `POST /v1/peer/migrations/{id}/commit`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum CommitReply {
+    /// The VM runs at the destination (also when asked again).
+    Committed {
+        /// When the destination's QEMU resumed the VM (its `RESUME`
+        /// event), Unix time in µs.
+        resumed_at_unix_us: u64,
+    },
+    /// The memory has not fully arrived: ask again.
+    NotYet,
+    /// The destination aborted this migration and will never run the VM.
+    Aborted,
+}
+
+/// Answer to `POST /v1/peer/migrations/{id}/abort`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum AbortReply {
+    /// Aborted (also when asked again): the VM will never run here.
+    Aborted,
+    /// Refused: the VM runs at the destination.
+    Committed,
 }
 
 /// Progress of the network handoff at the destination.
@@ -105,15 +182,19 @@ pub struct HandoffStatus {
     pub on_old: u32,
 }
 
-/// State of an incoming VM at the destination.
+/// `GET /v1/peer/migrations/{id}`: the destination's side of a migration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IncomingStatus {
+    /// The migration's id.
+    pub id: String,
     /// VM name.
     pub name: String,
-    /// QEMU's migration status (`active`, `completed`, `failed`, ...).
+    /// The destination's phase (`preparing`, `prepared`, `committed`,
+    /// `running`, `done`, `aborted`).
+    pub phase: String,
+    /// QEMU's incoming migration status (`active`, `completed`, `failed`,
+    /// ...; `none` without QEMU).
     pub migration: String,
-    /// Whether the VM runs (after resume).
-    pub running: bool,
     /// The network handoff, once the VM runs.
     #[serde(default)]
     pub handoff: Option<HandoffStatus>,

@@ -62,6 +62,9 @@ pub enum VmState {
     Crashed,
     /// Prepared as a migration destination; runs once the source hands over.
     Incoming,
+    /// QEMU runs but the VM is paused by a migration's switchover (also
+    /// while the outcome is unknown and the source asks the destination).
+    Paused,
 }
 
 impl fmt::Display for VmState {
@@ -71,6 +74,7 @@ impl fmt::Display for VmState {
             Self::Running => "running",
             Self::Crashed => "crashed",
             Self::Incoming => "incoming",
+            Self::Paused => "paused",
         })
     }
 }
@@ -144,6 +148,8 @@ pub struct ApiErrorBody {
 pub enum ErrorCode {
     /// 400: the request is malformed or asks for something impossible.
     BadRequest,
+    /// 403: the caller may not do this (another site's migration).
+    Forbidden,
     /// 404: no such VM (or route).
     NotFound,
     /// 409: the request conflicts with the current state.
@@ -159,6 +165,7 @@ impl ErrorCode {
     pub fn status(self) -> u16 {
         match self {
             Self::BadRequest => 400,
+            Self::Forbidden => 403,
             Self::NotFound => 404,
             Self::Conflict => 409,
             Self::Unavailable => 503,

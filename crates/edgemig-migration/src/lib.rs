@@ -13,8 +13,13 @@
 //! - [`convergence`]: a small state machine fed with periodic
 //!   `query-migrate` samples that decides when to enable auto-converge and
 //!   when to start postcopy.
-//! - [`state`]: the migration lifecycle (prepare, disk, memory,
-//!   switchover, network) with checked transitions.
+//! - [`job`]: the source side of a migration as a state machine (prepare,
+//!   disk, memory, switchover, commit, network) with checked transitions
+//!   and the fence around the commit.
+//! - [`fence`]: the destination side, and how it answers commit and
+//!   abort requests so that the VM never runs at two sites.
+//! - [`recovery`]: what a restarted agent does with each migration it
+//!   finds, from the persisted phase and QEMU's actual state.
 //! - [`report`]: the `edgemig migrate --json` report and progress lines.
 //!
 //! Units: every `*_bps` value in this crate is **bits** per second, as in
@@ -25,19 +30,26 @@
 
 pub mod compression;
 pub mod convergence;
+pub mod fence;
+pub mod job;
 pub mod options;
 pub mod plan;
+pub mod recovery;
 pub mod report;
-pub mod state;
 
 pub use compression::{CompressionInputs, choose_compression};
 pub use convergence::{
     ConvergenceAction, ConvergenceConfig, ConvergenceDecision, ConvergenceMonitor, MigrationSample,
 };
+pub use fence::{AbortAnswer, CommitAnswer, DestinationPhase, IncomingMemory};
+pub use job::{Outcome, Phase, RollbackCause, SourceEvent, SourcePhase, TransitionError};
 pub use options::{Compression, MigrateOptions, OptionsError, PostcopyPolicy, Transport};
 pub use plan::{HostEnv, MigrationPlan, PlannedCompression, plan_migration};
-pub use report::{
-    MigrationReport, NetworkReport, PathBytes, PathThroughput, ProgressEvent, ReportError,
-    ReportStatus,
+pub use recovery::{
+    DestinationRecovery, QemuFound, QemuMigration, SourceRecovery, recover_destination,
+    recover_source,
 };
-pub use state::{MigrationEvent, MigrationState, Phase, TransitionError};
+pub use report::{
+    MigrationReport, NetworkReport, PathBytes, PathThroughput, PhaseTimes, ProgressEvent,
+    ReportError, ReportStatus,
+};

@@ -6,8 +6,8 @@
 //! `report_tests.rs` pins the exact key set. Add keys only with care and
 //! never rename one.
 
+use crate::job::{Phase, RollbackCause, SourcePhase};
 use crate::options::Transport;
-use crate::state::{MigrationState, Phase};
 use serde::{Deserialize, Serialize};
 
 /// Errors while producing report output.
@@ -31,15 +31,34 @@ pub enum ReportStatus {
 }
 
 impl ReportStatus {
-    /// Status of a terminal lifecycle state; `None` while running.
-    pub fn of(state: &MigrationState) -> Option<ReportStatus> {
-        match state {
-            MigrationState::Completed { .. } => Some(ReportStatus::Completed),
-            MigrationState::Failed { .. } => Some(ReportStatus::Failed),
-            MigrationState::Cancelled { .. } => Some(ReportStatus::Cancelled),
+    /// Status of an ended migration; `None` while it runs.
+    pub fn of(phase: &SourcePhase) -> Option<ReportStatus> {
+        match phase {
+            SourcePhase::Completed { .. } => Some(ReportStatus::Completed),
+            SourcePhase::RolledBack {
+                cause: RollbackCause::Cancelled,
+                ..
+            } => Some(ReportStatus::Cancelled),
+            SourcePhase::RolledBack { .. } => Some(ReportStatus::Failed),
             _ => None,
         }
     }
+}
+
+/// How long each part of a migration took, ms (null: it did not happen).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PhaseTimes {
+    /// Asking the destination to prepare until it was ready.
+    pub prepare_ms: Option<u64>,
+    /// Disk mirrors until every one was ready.
+    pub disk_ms: Option<u64>,
+    /// Memory streaming until the source paused.
+    pub memory_ms: Option<u64>,
+    /// Source paused until the destination confirmed it runs the VM.
+    pub switchover_ms: Option<u64>,
+    /// Destination running until the old address was retired (the network
+    /// handoff, after the migration proper).
+    pub handoff_ms: Option<u64>,
 }
 
 /// Bytes carried by one path.
@@ -56,10 +75,27 @@ pub struct PathBytes {
 pub struct MigrationReport {
     /// "completed", "failed" or "cancelled".
     pub status: ReportStatus,
-    /// Wall time from request to end, ms.
+    /// The migration's id (in every log line and peer call about it).
+    #[serde(default)]
+    pub id: String,
+    /// Wall time from the request until the VM ran at the destination and
+    /// its copy here was removed, ms (the network handoff is not in it:
+    /// see `phases.handoff_ms`).
     pub total_ms: u64,
-    /// Guest pause at switchover, ms; null if it never switched over.
+    /// The VM's pause: from the source VM's `STOP` event to the destination
+    /// VM's `RESUME` event (QMP event times; both sites' clocks), ms; null
+    /// if it never switched over.
     pub downtime_ms: Option<u64>,
+    /// QEMU's own downtime figure (`query-migrate` `downtime`), ms.
+    #[serde(default)]
+    pub qemu_downtime_ms: Option<u64>,
+    /// The time that is not the copy itself: `total_ms` minus the disk
+    /// and memory phases, ms.
+    #[serde(default)]
+    pub fixed_ms: Option<u64>,
+    /// Time of each phase.
+    #[serde(default)]
+    pub phases: PhaseTimes,
     /// Disk bytes the mirror processed (QEMU block-job progress: with
     /// `sync: full`, unallocated areas count though they cost little on
     /// the wire; with `sync: top`, only the top layer counts).
@@ -110,17 +146,25 @@ pub struct NetworkReport {
 }
 
 impl MigrationReport {
-    /// Copy status, downtime and error from a terminal lifecycle state;
-    /// a non-terminal state is reported as failed ("unfinished in PHASE").
-    pub fn apply_state(&mut self, state: &MigrationState) {
-        self.status = ReportStatus::of(state).unwrap_or(ReportStatus::Failed);
-        self.downtime_ms = state
+    /// Copies status, downtime and error from an ended migration; one that
+    /// has not ended is reported as failed ("unfinished in PHASE").
+    pub fn apply_phase(&mut self, phase: &SourcePhase) {
+        self.status = ReportStatus::of(phase).unwrap_or(ReportStatus::Failed);
+        self.downtime_ms = phase
             .downtime()
             .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        self.error = match state {
-            MigrationState::Failed { reason, phase, .. } => Some(format!("{phase}: {reason}")),
-            MigrationState::Cancelled { phase, .. } => Some(format!("cancelled in {phase}")),
-            MigrationState::Completed { .. } => None,
+        self.error = match phase {
+            SourcePhase::RolledBack { cause, from } => Some(match cause {
+                RollbackCause::Failed { reason } => format!("{from}: {reason}"),
+                RollbackCause::Cancelled => format!("cancelled in {from}"),
+                RollbackCause::DestinationAborted => {
+                    format!("{from}: the destination aborted; the VM runs here as before")
+                }
+                RollbackCause::Resolved => {
+                    format!("{from}: settled as aborted by the operator")
+                }
+            }),
+            SourcePhase::Completed { .. } => None,
             other => Some(format!(
                 "unfinished in {}",
                 other.phase().map_or("?", Phase::as_str)

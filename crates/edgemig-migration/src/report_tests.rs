@@ -1,15 +1,19 @@
 //! Tests for [`super`]: the JSON contract of the report and progress lines.
 
 use super::*;
-use crate::state::MigrationEvent;
+use crate::job::SourceEvent;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 fn report() -> MigrationReport {
     MigrationReport {
         status: ReportStatus::Completed,
+        id: "0123456789abcdef".into(),
         total_ms: 19_300,
         downtime_ms: Some(150),
+        qemu_downtime_ms: Some(40),
+        fixed_ms: Some(1200),
+        phases: PhaseTimes::default(),
         disk_bytes: 2 << 30,
         memory_bytes: 300 << 20,
         paths: vec![
@@ -43,8 +47,12 @@ fn report_key_set_is_the_contract() {
     let v = serde_json::to_value(report()).unwrap();
     let expected: BTreeSet<&str> = [
         "status",
+        "id",
         "total_ms",
         "downtime_ms",
+        "qemu_downtime_ms",
+        "fixed_ms",
+        "phases",
         "disk_bytes",
         "memory_bytes",
         "paths",
@@ -61,6 +69,17 @@ fn report_key_set_is_the_contract() {
     .into();
     assert_eq!(keys(&v), expected);
     assert_eq!(keys(&v["paths"][0]), ["bytes", "name"].into());
+    assert_eq!(
+        keys(&v["phases"]),
+        [
+            "disk_ms",
+            "handoff_ms",
+            "memory_ms",
+            "prepare_ms",
+            "switchover_ms"
+        ]
+        .into()
+    );
     assert_eq!(v["status"], "completed");
     assert_eq!(v["transport"], "mptcp");
     assert_eq!(v["compression"], "zstd:3");
@@ -73,7 +92,7 @@ fn null_fields_stay_present() {
     r.downtime_ms = None;
     r.status = ReportStatus::Cancelled;
     let v = serde_json::to_value(&r).unwrap();
-    assert_eq!(keys(&v).len(), 15);
+    assert_eq!(keys(&v).len(), 19);
     assert!(v["network"].is_null());
     assert!(v["downtime_ms"].is_null());
     assert_eq!(v["status"], "cancelled");
@@ -82,32 +101,41 @@ fn null_fields_stay_present() {
 }
 
 #[test]
-fn report_from_lifecycle_states() {
+fn report_from_phases() {
     let mut r = report();
-    let done = MigrationState::Network {
-        switchover_at: Duration::from_millis(1000),
-        running_at: Duration::from_millis(1042),
+    let done = SourcePhase::Network {
+        paused_at: Duration::from_millis(1000),
+        resumed_at: Duration::from_millis(1042),
     }
-    .step(MigrationEvent::NetworkDone)
+    .step(SourceEvent::NetworkDone)
     .unwrap();
-    r.apply_state(&done);
+    r.apply_phase(&done);
     assert_eq!(r.status, ReportStatus::Completed);
     assert_eq!(r.downtime_ms, Some(42));
     assert_eq!(r.error, None);
 
-    let failed = MigrationState::Memory
-        .step(MigrationEvent::Error("link down".into()))
+    let failed = SourcePhase::Memory
+        .step(SourceEvent::Fail("link down".into()))
         .unwrap();
-    r.apply_state(&failed);
+    r.apply_phase(&failed);
     assert_eq!(r.status, ReportStatus::Failed);
     assert_eq!(r.downtime_ms, None);
     assert_eq!(r.error.as_deref(), Some("memory: link down"));
 
-    r.apply_state(&MigrationState::Memory.step(MigrationEvent::Cancel).unwrap());
+    r.apply_phase(&SourcePhase::Memory.step(SourceEvent::Cancel).unwrap());
     assert_eq!(r.status, ReportStatus::Cancelled);
     assert_eq!(r.error.as_deref(), Some("cancelled in memory"));
 
-    r.apply_state(&MigrationState::Preparing);
+    let aborted = SourcePhase::AwaitingCommit {
+        paused_at: Duration::from_millis(5),
+    }
+    .step(SourceEvent::DestinationAborted)
+    .unwrap();
+    r.apply_phase(&aborted);
+    assert_eq!(r.status, ReportStatus::Failed);
+    assert!(r.error.as_deref().unwrap().contains("destination aborted"));
+
+    r.apply_phase(&SourcePhase::Preparing);
     assert_eq!(r.status, ReportStatus::Failed);
     assert_eq!(r.error.as_deref(), Some("unfinished in prepare"));
 }

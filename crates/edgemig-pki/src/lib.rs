@@ -34,7 +34,7 @@ pub use qemu::{
     QEMU_CA_CERT, QEMU_CLIENT_CERT, QEMU_CLIENT_KEY, QEMU_SERVER_CERT, QEMU_SERVER_KEY,
     QemuCredsError, write_qemu_creds,
 };
-pub use server::{PeerSite, require_protocol, serve};
+pub use server::{PeerLocal, PeerSite, require_protocol, serve};
 pub use testbed::{TESTBED_CA_NAME, create_testbed_pki};
 pub use tls::{
     PeerTls, TlsError, client_config, load_certs, load_key, peer_site, provider, root_store,

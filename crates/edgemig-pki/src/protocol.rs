@@ -11,7 +11,11 @@ pub const PROTOCOL_HEADER: &str = "x-edgemig-protocol";
 ///   destination holds the base), the follow state travelling with a VM,
 ///   the destination's address for the guest's NIC plan, `POST
 ///   /v1/peer/probe`.
-pub const PROTOCOL_VERSION: u32 = 2;
+/// * 3: migrations have an id and live under `/v1/peer/migrations/{id}`
+///   (prepare, status, commit, abort, tunnel close; each checked against
+///   the site that prepared the migration); the fenced commit; VMs with a
+///   root disk and firmware; image pushes (`/v1/peer/images/{digest}`).
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// The JSON body of every non-2xx answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

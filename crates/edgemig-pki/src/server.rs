@@ -36,6 +36,11 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerSite(pub String);
 
+/// The local address the peer's connection arrived at: the address of this
+/// site that the peer reaches it by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerLocal(pub SocketAddr);
+
 /// Serves `router` on `listener` over mutual TLS until `shutdown` resolves,
 /// then lets open connections finish (for a bounded time).
 ///
@@ -65,12 +70,16 @@ pub async fn serve(
         let watcher = graceful.watcher();
         let acceptor = acceptor.clone();
         let router = router.clone();
+        let local = tcp.local_addr().ok();
         tokio::spawn(async move {
             let Some((tls, site)) = handshake(&acceptor, tcp, remote).await else {
                 return;
             };
             let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
                 req.extensions_mut().insert(PeerSite(site.clone()));
+                if let Some(local) = local {
+                    req.extensions_mut().insert(PeerLocal(local));
+                }
                 router.clone().oneshot(req)
             });
             let conn = hyper::server::conn::http1::Builder::new()

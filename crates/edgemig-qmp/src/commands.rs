@@ -291,6 +291,17 @@ impl Qmp {
         self.unit("migrate_cancel", None).await
     }
 
+    /// Let a migration paused in `pre-switchover` (capability
+    /// `pause-before-switchover`) go on: the source sends its device state
+    /// and the last dirty pages.
+    pub async fn migrate_continue(&self) -> Result<()> {
+        self.unit(
+            "migrate-continue",
+            Some(serde_json::json!({ "state": "pre-switchover" })),
+        )
+        .await
+    }
+
     /// Switch a running precopy migration (capability `postcopy-ram`) to
     /// postcopy.
     pub async fn migrate_start_postcopy(&self) -> Result<()> {

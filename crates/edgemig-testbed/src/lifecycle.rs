@@ -330,11 +330,35 @@ async fn start_link(
 
 /// MPTCP on every node: the kernel's maximum limits; on sites a `signal`
 /// endpoint per path address, so a peer connecting to one path address
-/// learns the others and opens a subflow over each path.
+/// learns the others and opens a subflow over each path. The addresses
+/// peers connect to (a site's end of the first path to each peer) announce
+/// no port: joins reach the connection's own listener, which may bind that
+/// address only (QEMU's migration listeners do). The others announce
+/// [`JOIN_PORT`], where the kernel listens for joins of every connection.
 fn setup_mptcp(plan: &Plan) -> Result<(), TestbedError> {
-    let site_nodes = plan.sites.iter().map(|s| (&s.name, &s.netns));
-    let client_nodes = plan.clients.iter().map(|c| (&c.name, &c.netns));
-    for (node, netns) in site_nodes.chain(client_nodes) {
+    let peer_addrs: Vec<std::net::Ipv4Addr> = plan
+        .sites
+        .iter()
+        .flat_map(|site| {
+            plan.sites
+                .iter()
+                .filter(move |o| o.name != site.name)
+                .filter_map(move |other| {
+                    plan.paths.iter().find_map(|p| {
+                        if p.a.node == site.name && p.b.node == other.name {
+                            Some(p.b.addr.addr())
+                        } else if p.b.node == site.name && p.a.node == other.name {
+                            Some(p.a.addr.addr())
+                        } else {
+                            None
+                        }
+                    })
+                })
+        })
+        .collect();
+    let site_nodes = plan.sites.iter().map(|s| (&s.name, &s.netns, true));
+    let client_nodes = plan.clients.iter().map(|c| (&c.name, &c.netns, false));
+    for (node, netns, is_site) in site_nodes.chain(client_nodes) {
         let ends: Vec<&LinkEnd> = plan
             .paths
             .iter()
@@ -351,6 +375,9 @@ fn setup_mptcp(plan: &Plan) -> Result<(), TestbedError> {
                         NewEndpoint::new(IpAddr::V4(end.addr.addr()), EndpointFlags::SIGNAL);
                     if let Some(i) = ifindex {
                         ep = ep.with_ifindex(i);
+                    }
+                    if is_site && !peer_addrs.contains(&end.addr.addr()) {
+                        ep.port = Some(JOIN_PORT);
                     }
                     pm.add_endpoint(&ep)?;
                 }
@@ -371,6 +398,8 @@ fn path_ends<'a>(plan: &'a Plan, node: &'a str) -> impl Iterator<Item = &'a Link
 
 /// Port of every site agent's peer API.
 pub const PEER_PORT: u16 = 7700;
+/// Port a site's secondary path addresses announce for MPTCP joins.
+pub const JOIN_PORT: u16 = 7701;
 
 /// Interface index of `name` in the calling thread's namespace.
 fn nix_ifindex(name: &str) -> Option<u32> {
@@ -429,6 +458,7 @@ async fn start_agent(
          site = {name:?}\n\
          api_socket = {api:?}\n\
          listen = \"0.0.0.0:{PEER_PORT}\"\n\
+         allow_insecure = true\n\
          state_dir = {state:?}\n\
          image_dir = {image:?}\n\
          migration_interfaces = [{ifaces}]\n\

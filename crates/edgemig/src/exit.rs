@@ -18,6 +18,8 @@ pub const CONFLICT: u8 = 5;
 pub const INVALID: u8 = 6;
 /// Something needed is not available now (guest agent, image).
 pub const UNAVAILABLE: u8 = 7;
+/// The agent refused: the caller may not do this.
+pub const FORBIDDEN: u8 = 8;
 
 /// The exit code for an error chain.
 pub fn code_for(error: &anyhow::Error) -> u8 {
@@ -30,6 +32,7 @@ pub fn code_for(error: &anyhow::Error) -> u8 {
                     ErrorCode::Conflict => CONFLICT,
                     ErrorCode::BadRequest => INVALID,
                     ErrorCode::Unavailable => UNAVAILABLE,
+                    ErrorCode::Forbidden => FORBIDDEN,
                     ErrorCode::Internal => FAILURE,
                 },
                 _ => FAILURE,

@@ -122,7 +122,7 @@ pub fn not_a_disk(head: &[u8], len: u64) -> Option<&'static str> {
         (b"PK\x03\x04", "it is a zip archive"),
         (b"%PDF", "it is a PDF document"),
     ];
-    if len % 512 != 0 {
+    if !len.is_multiple_of(512) {
         return Some("its size is not a whole number of 512-byte sectors");
     }
     if let Some((_, what)) = MAGICS.iter().find(|(m, _)| head.starts_with(m)) {

@@ -128,6 +128,7 @@ impl Manager {
             let _ = std::fs::remove_dir_all(&files.dir);
             return Err(e);
         }
+        self.sync_leases();
         tracing::info!(vm = %record.name, memory_mib = record.memory_mib, %address, boot = ?record.boot, "VM created");
         Ok(self.info(&record).await)
     }

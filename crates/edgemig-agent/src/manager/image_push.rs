@@ -96,7 +96,7 @@ fn peer_err(site: &str) -> impl FnOnce(PeerError) -> ManagerError {
 }
 
 impl Manager {
-    fn peer_client(&self, site: &str) -> Result<PeerClient, ManagerError> {
+    pub(crate) fn peer_client_for(&self, site: &str) -> Result<PeerClient, ManagerError> {
         let peer = self
             .config
             .peers
@@ -126,7 +126,7 @@ impl Manager {
     ) -> Result<ImagePushReport, ManagerError> {
         let started = Instant::now();
         let cached = self.images.resolve(image)?;
-        let client = self.peer_client(&push.to)?;
+        let client = self.peer_client_for(&push.to)?;
         let digest = cached.meta.digest.clone();
         let file_len = std::fs::metadata(&cached.path)
             .map_err(|source| ManagerError::Io {

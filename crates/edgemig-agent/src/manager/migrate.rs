@@ -1,11 +1,14 @@
-//! Starting, cancelling and listing the migrations this site drives.
+//! Starting, cancelling, settling and listing the migrations this site
+//! drives.
 
 use std::sync::Arc;
 
+use edgemig_api::migration::ResolveRequest;
 use edgemig_api::{MigrateRequest, MigrationView, VmState};
 
 use super::{Manager, ManagerError};
-use crate::migration::source::SourceJob;
+use crate::migration::id::MigrationId;
+use crate::migration::source::Start;
 
 impl Manager {
     /// Starts migrating `vm` as `req` says; returns at once (the migration
@@ -44,39 +47,101 @@ impl Manager {
                     known.join(", ")
                 ))
             })?;
-        if self.peer_tls().is_none() {
-            return Err(ManagerError::Unavailable(
-                "This site has no TLS files: migrations need [tls] in the site config".into(),
-            ));
+        if req.options.insecure && !self.config.allow_insecure {
+            return Err(ManagerError::Invalid(format!(
+                "Site {} does not migrate without TLS: set allow_insecure = true in both sites' configs (testbeds only)",
+                self.config.site
+            )));
         }
-        let cancel = self
+        if !self.config.vm_network.subnet.contains(&record.address)
+            && !self.is_address_site(&req.to, record.address)
+        {
+            return Err(ManagerError::Conflict(format!(
+                "VM {vm:?} keeps its address {} of another site behind a tunnel (its handoff did not run): it can only move back to that site",
+                record.address
+            )));
+        }
+        let peer_addr = peer.address;
+        let client = self.peer_client_for(&req.to)?;
+        let id = MigrationId::random();
+        let switches = self
             .migrations
-            .begin(vm, &req.to)
+            .begin(id.as_str(), vm, &req.to)
             .ok_or_else(|| ManagerError::Conflict(format!("VM {vm:?} is already migrating")))?;
-        let job = SourceJob {
+        let start = Start {
             manager: self.clone(),
+            id,
             vm: vm.to_string(),
             to: req.to.clone(),
-            peer_addr: peer.address,
+            peer_addr,
+            peer: client,
             options: req.options,
-            cancel,
+            switches,
             started: std::time::Instant::now(),
-            meter: None,
-            last_paths: std::sync::Mutex::new(None),
         };
-        tracing::info!(vm, to = %req.to, "migration started");
-        tokio::spawn(job.run());
+        tokio::spawn(start.run());
         self.migration(vm)
     }
 
-    /// Asks the running migration of `vm` to stop.
+    /// Asks the running migration of `vm` to stop. Refused once the
+    /// commit was asked: the outcome is then the destination's.
     pub fn cancel_migration(&self, vm: &str) -> Result<MigrationView, ManagerError> {
+        let view = self.migration(vm)?;
+        if view.running
+            && matches!(
+                view.phase.as_deref(),
+                Some("awaiting_commit" | "committed" | "network")
+            )
+        {
+            return Err(ManagerError::Conflict(format!(
+                "VM {vm:?} is past its switchover ({}): it cannot be cancelled; if the destination cannot be reached, settle it with `edgemig migrate resolve`",
+                view.phase.unwrap_or_default()
+            )));
+        }
         if !self.migrations.cancel(vm) {
             return Err(ManagerError::Conflict(format!(
                 "VM {vm:?} is not migrating"
             )));
         }
         self.migration(vm)
+    }
+
+    /// Settles the unknown outcome of `vm`'s migration as the operator says.
+    pub fn resolve_migration(
+        &self,
+        vm: &str,
+        req: ResolveRequest,
+    ) -> Result<MigrationView, ManagerError> {
+        let view = self.migration(vm)?;
+        if !view.running || view.phase.as_deref() != Some("awaiting_commit") {
+            return Err(ManagerError::Conflict(format!(
+                "VM {vm:?} has no migration waiting for its outcome"
+            )));
+        }
+        if !self.migrations.resolve(vm, req.outcome) {
+            return Err(ManagerError::Conflict(format!(
+                "VM {vm:?} is not migrating"
+            )));
+        }
+        tracing::warn!(vm, outcome = ?req.outcome, "operator settled a migration's outcome");
+        self.migration(vm)
+    }
+
+    /// Whether `address` belongs to the VM network of site `site` (as the
+    /// directory of peers knows it: only this site's own subnet is known,
+    /// so a VM may move back to the site it came from).
+    fn is_address_site(&self, site: &str, address: std::net::Ipv4Addr) -> bool {
+        self.store
+            .jobs()
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|j| j.destination().map(|d| (j, d)))
+            .any(|(j, d)| {
+                d.from == site
+                    && self
+                        .record(&j.vm)
+                        .is_ok_and(|r| r.address == address && r.next_address.is_some())
+            })
     }
 
     /// The running (else latest) migration of `vm`.

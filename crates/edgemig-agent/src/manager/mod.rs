@@ -13,15 +13,14 @@ use edgemig_qmp::Qmp;
 use tokio::sync::Mutex;
 
 mod create;
+mod dhcp;
 mod guest_setup;
-mod handoff;
 mod image_push;
 mod images;
-mod incoming;
 mod migrate;
 mod policy;
 
-pub use incoming::ports;
+pub use crate::migration::steps::prepare::ports;
 pub(crate) use policy::unix_ms;
 
 use edgemig_pki::{PeerTls, SiteFiles};
@@ -61,6 +60,9 @@ pub enum ManagerError {
     /// Something needed is missing now.
     #[error("{0}")]
     Unavailable(String),
+    /// The caller may not do this (another site's migration).
+    #[error("{0}")]
+    Forbidden(String),
     /// The guest agent failed the request or is not reachable.
     #[error("Guest request failed")]
     Guest(#[source] GuestChannelError),
@@ -92,16 +94,18 @@ pub enum ManagerError {
 pub(crate) enum LaunchMode {
     /// A VM booting here.
     Fresh,
-    /// A migration destination; the active NIC is tunnelled to `tunnel_remote`.
+    /// A migration destination; the active NIC is tunnelled to
+    /// `tunnel_remote`, or on this site's network when the VM's address is
+    /// this site's (it comes back home).
     Incoming {
         /// The source site's address (VXLAN remote).
-        tunnel_remote: std::net::Ipv4Addr,
+        tunnel_remote: Option<std::net::Ipv4Addr>,
     },
 }
 
 /// A running VM's live connections.
 #[derive(Debug, Clone)]
-pub(crate) struct Live {
+pub struct Live {
     pub(crate) qmp: Qmp,
     pub(crate) guest: GuestChannel,
     pub(crate) pid: u32,
@@ -140,12 +144,6 @@ pub struct Manager {
     pub(crate) images: ImageCache,
     /// TLS for agent-to-agent connections, when the config has TLS files.
     peer_tls: Option<PeerTls>,
-    /// Network handoffs of VMs that arrived here, by VM.
-    pub(crate) handoffs: std::sync::Mutex<HashMap<String, edgemig_api::peer::HandoffStatus>>,
-    /// Source site of each VM that arrived here, by VM (to close its tunnel).
-    pub(crate) tunnel_sources: std::sync::Mutex<HashMap<String, String>>,
-    /// VMs that arrived with the handoff turned off.
-    pub(crate) skip_handoff: std::sync::Mutex<std::collections::HashSet<String>>,
     /// The site directory, when configured.
     pub(crate) directory: Option<edgemig_directory::Directory>,
     /// What the follow controller is doing about each VM, in words.
@@ -154,6 +152,10 @@ pub struct Manager {
     pub(crate) probe_gate: Mutex<()>,
     /// Images arriving from other sites.
     pub(crate) receiving: image_push::Receiving,
+    /// The addresses the site's DHCP server hands out.
+    pub(crate) leases: edgemig_dhcp::LeaseTable,
+    /// The site's DHCP server (stopped when the manager goes).
+    dhcp: std::sync::Mutex<Option<edgemig_dhcp::DhcpServer>>,
 }
 
 fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ManagerError {
@@ -200,14 +202,13 @@ impl Manager {
             None => None,
         };
         let manager = Arc::new(Self {
-            handoffs: std::sync::Mutex::new(HashMap::new()),
-            tunnel_sources: std::sync::Mutex::new(HashMap::new()),
-            skip_handoff: std::sync::Mutex::new(std::collections::HashSet::new()),
             migrations,
             directory,
             follow_status: std::sync::Mutex::new(HashMap::new()),
             probe_gate: Mutex::new(()),
             receiving: image_push::Receiving::default(),
+            leases: edgemig_dhcp::LeaseTable::new(),
+            dhcp: std::sync::Mutex::new(None),
             images: ImageCache::new(config.state_dir.join("images")),
             peer_tls,
             config,
@@ -219,6 +220,21 @@ impl Manager {
             ops: Mutex::new(()),
         });
         manager.reattach_all().await.map_err(AgentError::Reattach)?;
+        manager
+            .recover_migrations()
+            .await
+            .map_err(AgentError::Reattach)?;
+        manager.sync_leases();
+        let dhcp = edgemig_dhcp::DhcpServer::start(
+            &manager.config.vm_network.bridge,
+            edgemig_dhcp::ServerConfig::new(manager.config.vm_network.gateway()),
+            manager.leases.clone(),
+        )
+        .map_err(AgentError::Dhcp)?;
+        *manager
+            .dhcp
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(dhcp);
         crate::follow::start(&manager);
         Ok(manager)
     }
@@ -424,7 +440,21 @@ impl Manager {
                     .await
                     .map_err(ManagerError::Netdev)?;
             }
-            LaunchMode::Incoming { tunnel_remote } => {
+            LaunchMode::Incoming {
+                tunnel_remote: None,
+            } => {
+                self.netdev
+                    .attach(&record.tap_name(active), Some(self.bridge_index))
+                    .await
+                    .map_err(ManagerError::Netdev)?;
+                self.netdev
+                    .attach(&record.tap_name(other), None)
+                    .await
+                    .map_err(ManagerError::Netdev)?;
+            }
+            LaunchMode::Incoming {
+                tunnel_remote: Some(tunnel_remote),
+            } => {
                 // The active NIC stays on the old site's network through a
                 // tunnel; the other one joins this site's network, carrier
                 // off until the handoff.
@@ -523,6 +553,7 @@ impl Manager {
                 .map_err(io_err(format!("Cannot remove {}", files.dir.display())))?;
         }
         self.store.remove(name).map_err(ManagerError::Store)?;
+        self.sync_leases();
         tracing::info!(vm = name, "VM deleted");
         Ok(())
     }
@@ -579,25 +610,45 @@ impl Manager {
                 qemu::wait_gone(live.pid, QUIT_TIMEOUT).await;
             }
         }
+        // A VM that had arrived here through a tunnel leaves it behind.
+        if let Ok(record) = self.record(name) {
+            let (vxlan, bridge) = record.tunnel_names();
+            let _ = self.netdev.delete(&vxlan).await;
+            let _ = self.netdev.delete(&bridge).await;
+        }
         let _ = std::fs::remove_dir_all(self.files(name).dir);
         if let Err(error) = self.store.remove(name) {
             tracing::error!(vm = name, %error, "cannot remove the migrated VM's record");
         }
+        self.sync_leases();
         tracing::info!(vm = name, "VM left this site");
     }
 
-    /// Finds the VMs recorded as running: re-attaches to those whose QEMU
-    /// still runs, marks the others crashed.
+    /// Re-attaches to the VMs whose QEMU still runs (running, paused by a
+    /// migration, or arriving), recording what QEMU says: a VM that QEMU
+    /// holds paused is recorded paused, never running. VMs whose QEMU is
+    /// gone are marked crashed; arriving ones are the migration recovery's
+    /// to settle, and those without a migration record (left by an older
+    /// agent) are removed.
     async fn reattach_all(self: &Arc<Self>) -> Result<(), ManagerError> {
+        let jobs = self.store.jobs().map_err(ManagerError::Store)?;
         for mut record in self.store.all().map_err(ManagerError::Store)? {
+            if !matches!(
+                record.state,
+                VmState::Running | VmState::Paused | VmState::Incoming
+            ) {
+                continue;
+            }
             let files = self.files(&record.name);
-            if record.state == VmState::Incoming {
-                // Half-arrived VMs cannot be finished without their source
-                // (which keeps running): remove them.
-                if let Some(pid) = record
-                    .pid
-                    .filter(|pid| host::process_matches(*pid, &files.qmp()))
-                {
+            let incoming = record.state == VmState::Incoming;
+            let has_job = jobs.iter().any(|j| {
+                j.vm == record.name && j.destination().is_some_and(|d| d.ended_at_ms.is_none())
+            });
+            let alive = record
+                .pid
+                .is_some_and(|pid| host::process_matches(pid, &files.qmp()));
+            if incoming && !has_job {
+                if let (true, Some(pid)) = (alive, record.pid) {
                     let _ = qemu::kill(pid, libc::SIGKILL);
                     qemu::wait_gone(pid, QUIT_TIMEOUT).await;
                 }
@@ -605,15 +656,9 @@ impl Manager {
                 self.store
                     .remove(&record.name)
                     .map_err(ManagerError::Store)?;
-                tracing::warn!(vm = %record.name, "removed an incoming VM left by an earlier agent");
+                tracing::warn!(vm = %record.name, "removed an incoming VM without a migration record");
                 continue;
             }
-            if record.state != VmState::Running {
-                continue;
-            }
-            let alive = record
-                .pid
-                .is_some_and(|pid| host::process_matches(pid, &files.qmp()));
             let attached = match (alive, record.pid) {
                 (true, Some(pid)) => self.reattach(&record, &files, pid).await,
                 _ => Err(ManagerError::Unavailable("QEMU is gone".into())),
@@ -621,9 +666,29 @@ impl Manager {
             match attached {
                 Ok(live) => {
                     let pid = live.pid;
+                    if !incoming {
+                        let running = live
+                            .qmp
+                            .query_status()
+                            .await
+                            .map(|s| s.running)
+                            .unwrap_or(false);
+                        let state = if running {
+                            VmState::Running
+                        } else {
+                            VmState::Paused
+                        };
+                        if state != record.state {
+                            record.state = state;
+                            self.store.put(&record).map_err(ManagerError::Store)?;
+                        }
+                        self.supervise(record.name.clone(), pid);
+                    }
                     self.live.lock().await.insert(record.name.clone(), live);
-                    self.supervise(record.name.clone(), pid);
-                    tracing::info!(vm = %record.name, pid, "re-attached to running VM");
+                    tracing::info!(vm = %record.name, pid, state = %record.state, "re-attached to VM");
+                }
+                Err(error) if incoming => {
+                    tracing::warn!(vm = %record.name, %error, "arriving VM's QEMU is gone");
                 }
                 Err(error) => {
                     tracing::warn!(vm = %record.name, %error, "VM no longer running; marked crashed");

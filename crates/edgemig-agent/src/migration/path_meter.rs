@@ -1,11 +1,12 @@
 //! Bytes per network path of one migration, from the kernel's per-subflow
 //! TCP statistics (sock_diag, `tcpi_bytes_acked`): a thread samples the
 //! sockets whose remote port is one of the migration's (memory stream,
-//! NBD) every [`SAMPLE`], remembers each subflow's last count (so subflows
+//! NBD), and the subflows joined to those connections (same MPTCP token),
+//! every [`SAMPLE`], remembers each subflow's last count (so subflows
 //! that closed still count), and sums them by local address, which names
 //! the path (the interface carrying that address, or the address itself).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -50,9 +51,20 @@ fn sample(diag: &mut SockDiag, counts: &Mutex<Counts>) {
     };
     match diag.tcp_sockets(&query) {
         Ok(sockets) => {
+            // A connection's joined subflows go to whatever port the peer
+            // announced for its other addresses: they are the migration's
+            // when they share an MPTCP token with a subflow to its ports.
+            let tokens: HashSet<u32> = sockets
+                .iter()
+                .filter(|s| ports.contains(&s.remote.port()))
+                .filter_map(|s| s.mptcp.map(|m| m.token_local))
+                .filter(|t| *t != 0)
+                .collect();
             let mut c = lock(counts);
             for s in sockets {
-                if !ports.contains(&s.remote.port()) {
+                let ours = ports.contains(&s.remote.port())
+                    || s.mptcp.is_some_and(|m| tokens.contains(&m.token_local));
+                if !ours {
                     continue;
                 }
                 if let Some(stats) = &s.stats {

@@ -1,6 +1,7 @@
 //! The migrations this agent drives as a source: the running ones (with
-//! their latest progress and a cancel switch) and the finished ones (kept
-//! in memory and appended to `STATE_DIR/migrations.jsonl`).
+//! their latest progress, phase, a cancel switch and the operator's
+//! resolution of an unknown outcome) and the finished ones (kept in memory
+//! and appended to `STATE_DIR/migrations.jsonl`).
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -8,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use edgemig_api::MigrationView;
-use edgemig_migration::{MigrationReport, ProgressEvent};
+use edgemig_migration::{MigrationReport, Outcome, ProgressEvent};
 use tokio::sync::watch;
 
 use crate::metrics::MigrationTotals;
@@ -18,9 +19,22 @@ const HISTORY: usize = 200;
 
 #[derive(Debug)]
 struct Running {
+    id: String,
     to: String,
     progress: Option<ProgressEvent>,
+    phase: Option<String>,
+    note: Option<String>,
     cancel: watch::Sender<bool>,
+    resolve: watch::Sender<Option<Outcome>>,
+}
+
+/// The switches of one running migration.
+#[derive(Debug)]
+pub struct Switches {
+    /// Set when the operator cancels.
+    pub cancel: watch::Receiver<bool>,
+    /// Set when the operator settles an unknown outcome.
+    pub resolve: watch::Receiver<Option<Outcome>>,
 }
 
 /// Running and finished migrations.
@@ -56,22 +70,46 @@ impl Registry {
         }
     }
 
-    /// Registers a migration of `vm` to `to`; None when one is running.
-    pub fn begin(&self, vm: &str, to: &str) -> Option<watch::Receiver<bool>> {
+    /// Registers migration `id` of `vm` to `to`; None when one is running.
+    pub fn begin(&self, id: &str, vm: &str, to: &str) -> Option<Switches> {
         let mut running = lock(&self.running);
         if running.contains_key(vm) {
             return None;
         }
-        let (cancel, rx) = watch::channel(false);
+        let (cancel, cancel_rx) = watch::channel(false);
+        let (resolve, resolve_rx) = watch::channel(None);
         running.insert(
             vm.to_string(),
             Running {
+                id: id.to_string(),
                 to: to.to_string(),
                 progress: None,
+                phase: None,
+                note: None,
                 cancel,
+                resolve,
             },
         );
-        Some(rx)
+        Some(Switches {
+            cancel: cancel_rx,
+            resolve: resolve_rx,
+        })
+    }
+
+    /// Records `vm`'s migration's phase and why it waits.
+    pub fn phase(&self, vm: &str, phase: &str, note: Option<String>) {
+        if let Some(r) = lock(&self.running).get_mut(vm) {
+            r.phase = Some(phase.to_string());
+            r.note = note;
+        }
+    }
+
+    /// Hands the operator's settlement to `vm`'s running migration; false
+    /// when none runs.
+    pub fn resolve(&self, vm: &str, outcome: Outcome) -> bool {
+        lock(&self.running)
+            .get(vm)
+            .is_some_and(|r| r.resolve.send(Some(outcome)).is_ok())
     }
 
     /// Whether a migration of `vm` runs now.
@@ -123,17 +161,23 @@ impl Registry {
         let mut out: Vec<MigrationView> = lock(&self.running)
             .iter()
             .map(|(vm, r)| MigrationView {
+                id: r.id.clone(),
                 vm: vm.clone(),
                 to: r.to.clone(),
                 running: true,
+                phase: r.phase.clone(),
+                note: r.note.clone(),
                 progress: r.progress.clone(),
                 report: None,
             })
             .collect();
         out.extend(lock(&self.finished).iter().rev().map(|rep| MigrationView {
+            id: rep.id.clone(),
             vm: rep.vm.clone(),
             to: rep.to.clone(),
             running: false,
+            phase: None,
+            note: None,
             progress: None,
             report: Some(rep.clone()),
         }));

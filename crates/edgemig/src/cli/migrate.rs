@@ -1,6 +1,6 @@
-//! `edgemig migrate VM --to SITE`, `edgemig migrate cancel VM` and
-//! `edgemig migrations`: live migration with a progress display and a
-//! final report.
+//! `edgemig migrate VM --to SITE`, `edgemig migrate cancel VM`, `edgemig
+//! migrate resolve VM --outcome committed|aborted` and `edgemig
+//! migrations`: live migration with a progress display and a final report.
 
 use std::io::Write;
 use std::time::Duration;
@@ -18,10 +18,19 @@ const REFRESH: Duration = Duration::from_millis(500);
 /// `edgemig migrate` arguments.
 #[derive(Debug, Args)]
 pub struct MigrateArgs {
-    /// The VM to migrate (or `cancel VM` to stop a running migration).
+    /// The VM to migrate; or `cancel VM` to stop a running migration
+    /// (before its switchover); or `resolve VM --outcome ...` to settle a
+    /// migration whose outcome is unknown because the destination cannot be
+    /// asked.
     pub vm: String,
-    /// With `cancel`: the VM whose migration to stop.
+    /// With `cancel` or `resolve`: the VM.
     pub cancel_vm: Option<String>,
+    /// With `resolve`: what happened at the destination, `committed` (the
+    /// VM runs there: remove it here) or `aborted` (it never ran there:
+    /// resume it here). Say `aborted` only when you know: a VM that runs
+    /// at the destination would then run twice.
+    #[arg(long)]
+    pub outcome: Option<String>,
     /// Destination site.
     #[arg(long)]
     pub to: Option<String>,
@@ -81,14 +90,34 @@ pub async fn run(client: &ApiClient, args: MigrateArgs, json: bool) -> anyhow::R
     if args.vm == "cancel"
         && let Some(vm) = &args.cancel_vm
     {
-        {
-            let view = client.cancel_migration(vm).await?;
-            if json {
-                return output::json(&view);
-            }
-            println!("cancelling the migration of {vm} to {}", view.to);
-            return Ok(());
+        let view = client.cancel_migration(vm).await?;
+        if json {
+            return output::json(&view);
         }
+        println!("cancelling the migration of {vm} to {}", view.to);
+        return Ok(());
+    }
+    if args.vm == "resolve"
+        && let Some(vm) = &args.cancel_vm
+    {
+        let outcome = match args.outcome.as_deref() {
+            Some("committed") => edgemig_migration::Outcome::Committed,
+            Some("aborted") => edgemig_migration::Outcome::Aborted,
+            other => anyhow::bail!(
+                "resolve needs --outcome committed or --outcome aborted (got {other:?})"
+            ),
+        };
+        let view = client
+            .resolve_migration(vm, &edgemig_api::migration::ResolveRequest { outcome })
+            .await?;
+        if json {
+            return output::json(&view);
+        }
+        println!(
+            "settled the migration of {vm} to {} as {outcome:?}",
+            view.to
+        );
+        return Ok(());
     }
     let to = args
         .to
@@ -155,11 +184,14 @@ fn print_report(r: &MigrationReport) {
         "migration of {} from {} to {}: {:?}",
         r.vm, r.from, r.to, r.status
     );
+    let opt_ms = |v: Option<u64>| v.map_or_else(|| "-".to_string(), |d| format!("{d} ms"));
+    println!("  id {}", r.id);
     println!(
-        "  total {:.1} s, downtime {}, memory {:.1} MiB, disk {:.1} MiB, transport {}, compression {}{}",
+        "  total {:.1} s, downtime {} (QEMU: {}), fixed cost {}, memory {:.1} MiB, disk {:.1} MiB, transport {}, compression {}{}",
         r.total_ms as f64 / 1000.0,
-        r.downtime_ms
-            .map_or_else(|| "-".to_string(), |d| format!("{d} ms")),
+        opt_ms(r.downtime_ms),
+        opt_ms(r.qemu_downtime_ms),
+        opt_ms(r.fixed_ms),
         r.memory_bytes as f64 / 1048576.0,
         r.disk_bytes as f64 / 1048576.0,
         r.transport,
@@ -169,6 +201,15 @@ fn print_report(r: &MigrationReport) {
         } else {
             ""
         }
+    );
+    let ph = &r.phases;
+    println!(
+        "  phases: prepare {}, disk {}, memory {}, switchover {}, handoff {}",
+        opt_ms(ph.prepare_ms),
+        opt_ms(ph.disk_ms),
+        opt_ms(ph.memory_ms),
+        opt_ms(ph.switchover_ms),
+        opt_ms(ph.handoff_ms)
     );
     for p in &r.paths {
         println!("  path {:<8} {:.1} MiB", p.name, p.bytes as f64 / 1048576.0);
@@ -200,8 +241,8 @@ pub async fn list(client: &ApiClient, json: bool) -> anyhow::Result<()> {
         return output::json(&views);
     }
     println!(
-        "{:<16} {:<10} {:<10} {:>9} {:>10}",
-        "VM", "TO", "STATUS", "TOTAL", "DOWNTIME"
+        "{:<16} {:<16} {:<10} {:<16} {:>9} {:>10}  NOTE",
+        "ID", "VM", "TO", "STATUS", "TOTAL", "DOWNTIME"
     );
     for v in views {
         let (status, total, downtime) = match &v.report {
@@ -212,16 +253,20 @@ pub async fn list(client: &ApiClient, json: bool) -> anyhow::Result<()> {
                     .map_or_else(|| "-".into(), |d| format!("{d}ms")),
             ),
             None => (
-                v.progress
-                    .as_ref()
-                    .map_or_else(|| "starting".into(), |p| p.phase.as_str().to_string()),
+                v.phase.clone().unwrap_or_else(|| "starting".into()),
                 "-".into(),
                 "-".into(),
             ),
         };
         println!(
-            "{:<16} {:<10} {:<10} {:>9} {:>10}",
-            v.vm, v.to, status, total, downtime
+            "{:<16} {:<16} {:<10} {:<16} {:>9} {:>10}  {}",
+            v.id,
+            v.vm,
+            v.to,
+            status,
+            total,
+            downtime,
+            v.note.as_deref().unwrap_or("")
         );
     }
     Ok(())
