@@ -1,9 +1,8 @@
 //! Guest networking over netlink, no `ip` binary needed: finding a NIC by
-//! name or MAC, bringing a NIC up
-//! at a new site with per-interface policy routing and an MPTCP `signal`
-//! endpoint (on request, or on its own from a staged plan when the NIC
-//! gets carrier), retiring the old one, and accounting for TCP and MPTCP
-//! connections through sock_diag.
+//! name or MAC, bringing a NIC up at a new site with per-interface policy
+//! routing and an MPTCP `signal` endpoint (on request, or on its own from
+//! a staged plan when the NIC gets carrier), retiring the old one, and
+//! accounting for TCP and MPTCP connections through sock_diag.
 
 pub mod conns;
 pub mod link;

@@ -85,33 +85,6 @@ pub struct Rule {
     msg: RuleMessage,
 }
 
-/// Index of the interface named `name`.
-pub fn link_index(rtnl: &mut Rtnl, name: &str) -> Result<u32, RtnlError> {
-    let mut msg = LinkMessage::default();
-    msg.attributes.push(LinkAttribute::IfName(name.to_owned()));
-    rtnl.call("get link", RouteNetlinkMessage::GetLink(msg), 0)?
-        .into_iter()
-        .find_map(|m| match m {
-            RouteNetlinkMessage::NewLink(l) => Some(l.header.index),
-            _ => None,
-        })
-        .ok_or(RtnlError::Kernel {
-            op: "get link",
-            errno: libc::ENODEV,
-            message: None,
-        })
-}
-
-/// Whether link `index` is administratively up.
-pub fn link_is_up(rtnl: &mut Rtnl, index: u32) -> Result<bool, RtnlError> {
-    let mut msg = LinkMessage::default();
-    msg.header.index = index;
-    Ok(rtnl
-        .call("get link", RouteNetlinkMessage::GetLink(msg), 0)?
-        .iter()
-        .any(|m| matches!(m, RouteNetlinkMessage::NewLink(l) if l.header.flags.contains(LinkFlags::Up))))
-}
-
 /// What [`link_state`] reports of an interface.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LinkState {
