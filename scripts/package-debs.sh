@@ -55,17 +55,31 @@ up_to_date() {
   return 1
 }
 
-# build_deb TREE NAME SRC EPOCH: control fields, maintainer scripts,
-# md5sums, then dpkg-deb into $out/NAME_VERSION_amd64.deb (atomically).
+# build_deb TREE NAME SRC EPOCH [SHLIBS]: copyright, changelog, control
+# fields, maintainer scripts, md5sums, then dpkg-deb into
+# $out/NAME_VERSION_amd64.deb (atomically).
 build_deb() {
   local tree=$1 name=$2 src=$3 epoch=$4
   local deb="$out/${name}_${version}_amd64.deb"
-  install -d "$tree/DEBIAN" "$tree/usr/share/doc/$name"
-  printf 'edgemig %s\nCopyright: the edgemig authors\nLicense: Apache-2.0\n See /usr/share/common-licenses/Apache-2.0.\n' \
-    "$version" > "$tree/usr/share/doc/$name/copyright"
+  local doc="$tree/usr/share/doc/$name"
+  install -d "$tree/DEBIAN" "$doc"
+  cat > "$doc/copyright" <<COPYRIGHT
+Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
+Upstream-Name: edgemig
+
+Files: *
+Copyright: $(date -u -d "@$epoch" +%Y) the edgemig authors
+License: Apache-2.0
+ On Debian systems the full text of the license is in
+ /usr/share/common-licenses/Apache-2.0.
+COPYRIGHT
+  printf '%s (%s) unstable; urgency=medium\n\n  * Built by scripts/package-debs.sh.\n\n -- %s  %s\n' \
+    "$name" "$version" "$(sed -n 's/^Maintainer: //p' "$src/control")" \
+    "$(LC_ALL=C date -u -R -d "@$epoch")" | gzip -9n > "$doc/changelog.gz"
   local size
   size=$(du -sk --apparent-size --exclude=DEBIAN "$tree" | cut -f1)
-  sed -e "s/@VERSION@/$version/" -e "s/@INSTALLED_SIZE@/$size/" "$src/control" > "$tree/DEBIAN/control"
+  sed -e "s/@VERSION@/$version/" -e "s/@INSTALLED_SIZE@/$size/" -e "s/@SHLIBS_DEPENDS@/${5:-}/" \
+    "$src/control" > "$tree/DEBIAN/control"
   for s in postinst prerm postrm; do install -m 0755 "$src/$s" "$tree/DEBIAN/$s"; done
   [[ ! -f $src/conffiles ]] || install -m 0644 "$src/conffiles" "$tree/DEBIAN/conffiles"
   (cd "$tree" && find . -path ./DEBIAN -prune -o -type f -printf '%P\0' | LC_ALL=C sort -z | xargs -0 md5sum) \
@@ -90,16 +104,21 @@ install -D -m 0644 packaging/guest/edgemig-guest-nm.conf "$g/usr/lib/NetworkMana
 build_deb "$g" edgemig-guest packaging/guest "$(newest "$guest_bin" packaging/guest/*)"
 fi
 
-# The host agent and CLI.
+# The host agent and CLI (dynamically linked: their library dependencies
+# come from dpkg-shlibdeps, which wants the tree at debian/<package>).
 if ! up_to_date edgemig "${host_bins[@]}" "${image[@]}" packaging/host; then
-h=$work/host
-# Debug builds carry their debug info: packages hold stripped binaries.
+command -v dpkg-shlibdeps >/dev/null || die "dpkg-shlibdeps missing: apt-get install dpkg-dev"
+h=$work/debian/edgemig
 for b in "${host_bins[@]}"; do
   install -D -m 0755 "$b" "$h/usr/bin/$(basename "$b")"
-  strip --strip-debug "$h/usr/bin/$(basename "$b")"
+  strip --strip-unneeded "$h/usr/bin/$(basename "$b")"
 done
 install -D -m 0644 packaging/host/edgemigd.service "$h/usr/lib/systemd/system/edgemigd.service"
 install -D -m 0644 packaging/host/site.toml.example "$h/etc/edgemig/site.toml.example"
 for f in "${image[@]}"; do install -D -m 0644 "$f" "$h/usr/share/edgemig/guest-image/$(basename "$f")"; done
-build_deb "$h" edgemig packaging/host "$(newest "${host_bins[@]}" "${image[@]}" packaging/host/*)"
+printf 'Source: edgemig\n\nPackage: edgemig\nArchitecture: amd64\n' > "$work/debian/control"
+shlibs=$(cd "$work" && dpkg-shlibdeps -O -e debian/edgemig/usr/bin/edgemig -e debian/edgemig/usr/bin/edgemigd 2>/dev/null |
+  sed -n 's/^shlibs:Depends=//p')
+[[ -n $shlibs ]] || die "dpkg-shlibdeps found no library dependencies of the host binaries"
+build_deb "$h" edgemig packaging/host "$(newest "${host_bins[@]}" "${image[@]}" packaging/host/*)" "$shlibs"
 fi

@@ -3,8 +3,9 @@
 # Installs QEMU >= 10 from bookworm-backports, iproute2, busybox-static, cpio,
 # mptcpd (mptcpize), socat, zstd, etcd-server (directory tests), protobuf-compiler +
 # libprotobuf-dev (etcd-client build), fonts-dejavu-core (plots), the disk-image tools of
-# `edgemig image build --distro` (mmdebstrap, GRUB for BIOS and UEFI, OVMF, dosfstools,
-# fdisk, e2fsprogs), and extracts the Debian cloud kernel + the guest modules
+# `edgemig image build --distro` (mmdebstrap, fdisk, dosfstools, mtools, e2fsprogs; OVMF
+# for UEFI boots) and of scripts/package-debs.sh (dpkg-dev), and extracts the Debian
+# cloud kernel + the guest modules
 # into $EDGEMIG_KERNEL_DIR (default: <repo>/target/guest-kernel).
 # Everything comes from the Debian package archive; nothing else is fetched.
 set -euo pipefail
@@ -61,15 +62,14 @@ if ((${#need[@]})) || [[ ${apt_updated:-yes} == no ]]; then
 fi
 qemu_ok || { log "QEMU >= 10 still missing after install"; exit 1; }
 
-# 1b. Tools of `edgemig image build --distro` (Debian disk images) and of
-# scripts/package-debs.sh, from bookworm itself (not backports).
+# 1b. Tools of `edgemig image build --distro` (Debian disk images; GRUB
+# comes from the image's own packages) and of scripts/package-debs.sh, from
+# bookworm itself (not backports). OVMF: UEFI firmware for QEMU.
 img_need=()
-for bin in mmdebstrap:mmdebstrap grub-install:grub2-common mkfs.vfat:dosfstools sfdisk:fdisk \
-           mkfs.ext4:e2fsprogs debugfs:e2fsprogs dpkg-deb:dpkg; do
+for bin in mmdebstrap:mmdebstrap sfdisk:fdisk mkfs.vfat:dosfstools mcopy:mtools \
+           mkfs.ext4:e2fsprogs debugfs:e2fsprogs dpkg-deb:dpkg dpkg-shlibdeps:dpkg-dev; do
   command -v "${bin%%:*}" >/dev/null || img_need+=("${bin#*:}")
 done
-[[ -f /usr/lib/grub/i386-pc/modinfo.sh ]] || img_need+=(grub-pc-bin)
-[[ -f /usr/lib/grub/x86_64-efi/modinfo.sh ]] || img_need+=(grub-efi-amd64-bin)
 [[ -f /usr/share/OVMF/OVMF_CODE_4M.fd && -f /usr/share/OVMF/OVMF_VARS_4M.fd ]] || img_need+=(ovmf)
 if ((${#img_need[@]})); then
   log "installing image tools: ${img_need[*]}"

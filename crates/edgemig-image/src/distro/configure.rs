@@ -34,10 +34,6 @@ pub const MASKED_UNITS: &[(&str, &str)] = &[
         "e2scrub_reap.service",
         "runs at every boot (about 2 s under TCG), only for LVM snapshots",
     ),
-    (
-        "mptcp.service",
-        "the mptcpd daemon: fails without plugins and would manage MPTCP endpoints, which the guest agent owns (mptcpize works without it)",
-    ),
 ];
 
 /// Where the guest agent's unit is enabled (its [Install] WantedBy).
@@ -64,6 +60,21 @@ const WAIT_ONLINE_ANY: &str = "\
 ExecStart=
 ExecStart=/lib/systemd/systemd-networkd-wait-online --any
 ";
+
+/// Everything this builder writes into an image besides the root file
+/// system (part of the image cache key).
+pub(crate) fn recipe() -> String {
+    format!(
+        "{HOSTNAME}\n{MASKED_UNITS:?}\n{AGENT_WANTS_LINK}\n{DHCP_NETWORK}{WAIT_ONLINE_ANY}{}\n{:?}\n",
+        super::bootloader::grub_defaults(),
+        [
+            super::disk::BIOS_BOOT_START,
+            super::disk::ESP_START,
+            super::disk::ESP_BYTES,
+            super::disk::ROOT_START
+        ],
+    )
+}
 
 /// Writes host name, hosts, resolver, fstab; locks root; masks units.
 /// Returns the units masked.
@@ -184,10 +195,12 @@ pub(crate) fn network_dhcp(chroot: &Chroot) -> Result<(), DistroError> {
         .map(drop)
 }
 
-/// Last step: tells systemd that /etc and /var are up to date with /usr
-/// (no ldconfig, hwdb or sysusers runs at first boot) and empties /tmp.
+/// Last step: empties /tmp and marks /etc and /var as up to date with
+/// /usr, as `systemd-update-done` would (Debian does not ship it), so units
+/// with `ConditionNeedsUpdate=` (systemd-sysusers) do not run at every boot.
 pub(crate) fn finish(chroot: &Chroot) -> Result<(), DistroError> {
-    let tmp = chroot.root().join("tmp");
+    let root = chroot.root();
+    let tmp = root.join("tmp");
     for entry in fs::read_dir(&tmp).map_err(DistroError::io(&tmp))? {
         let path = entry.map_err(DistroError::io(&tmp))?.path();
         let r = if path.is_dir() && !path.is_symlink() {
@@ -197,10 +210,39 @@ pub(crate) fn finish(chroot: &Chroot) -> Result<(), DistroError> {
         };
         r.map_err(DistroError::io(&path))?;
     }
-    chroot
-        .cmd("/lib/systemd/systemd-update-done")
-        .run()
-        .map(drop)
+    mark_updated(root)
+}
+
+/// Writes `/etc/.updated` and `/var/.updated` with /usr's modification time
+/// (as mtime and as `TIMESTAMP_NSEC=`, what ConditionNeedsUpdate compares).
+fn mark_updated(root: &Path) -> Result<(), DistroError> {
+    let usr = root.join("usr");
+    let mtime = fs::metadata(&usr)
+        .and_then(|m| m.modified())
+        .map_err(DistroError::io(&usr))?;
+    let nsec = mtime
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    for dir in ["etc", "var"] {
+        let path = root.join(dir).join(".updated");
+        fs::write(
+            &path,
+            format!(
+                "# This file was created by edgemig image build, as systemd-update-done does.\n\
+                 # It holds the time /usr was last updated (man:systemd-update-done.service(8)).\n\
+                 TIMESTAMP_NSEC={nsec}\n"
+            ),
+        )
+        .and_then(|()| {
+            fs::File::options()
+                .write(true)
+                .open(&path)?
+                .set_modified(mtime)
+        })
+        .map_err(DistroError::io(&path))?;
+    }
+    Ok(())
 }
 
 /// Writes `root/rel`, creating its directory.
@@ -223,6 +265,30 @@ mod tests {
         assert!(!root_is_locked("root:$y$j9T$abc:20789:0:99999:7:::\n"));
         assert!(!root_is_locked("root::20789:0:99999:7:::\n"));
         assert!(!root_is_locked("daemon:*:1::\n"));
+    }
+
+    #[test]
+    fn updated_stamps_carry_the_time_of_usr() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for d in ["usr", "etc", "var"] {
+            fs::create_dir_all(root.join(d)).unwrap();
+        }
+        mark_updated(root).unwrap();
+        let usr = fs::metadata(root.join("usr")).unwrap().modified().unwrap();
+        for d in ["etc", "var"] {
+            let path = root.join(d).join(".updated");
+            assert_eq!(fs::metadata(&path).unwrap().modified().unwrap(), usr);
+            let ns = usr
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos();
+            assert!(
+                fs::read_to_string(&path)
+                    .unwrap()
+                    .contains(&format!("TIMESTAMP_NSEC={ns}\n"))
+            );
+        }
     }
 
     #[test]

@@ -16,7 +16,9 @@ use super::spec::{DistroSpec, rootfs_key};
 /// Packages of every image, on top of Debian's essential set and apt:
 /// init and device management, the bookworm-backports cloud kernel (6.12:
 /// BTF and the BPF JIT for the guest agent's hook) with an initramfs, the
-/// network tools, `mptcpize` (package mptcpd) and GRUB for BIOS and UEFI
+/// network tools, `mptcpize` (MPTCP for unmodified programs through
+/// LD_PRELOAD; the mptcpd daemon, which would manage the MPTCP endpoints
+/// the guest agent owns, is left out) and GRUB for BIOS and UEFI
 /// (so the guest can reinstall and reconfigure its boot loader).
 pub const BASE_PACKAGES: &[&str] = &[
     "systemd-sysv",
@@ -27,7 +29,7 @@ pub const BASE_PACKAGES: &[&str] = &[
     "zstd",
     "e2fsprogs",
     "iproute2",
-    "mptcpd",
+    "mptcpize",
     "netbase",
     "procps",
     "grub-pc-bin",
@@ -75,6 +77,14 @@ const DPKG_OPTIONS: &[&str] = &[
     "path-exclude=/usr/share/doc/*",
     "path-include=/usr/share/doc/*/copyright",
 ];
+
+/// Everything of the recipe that shapes the tarball besides the spec (part
+/// of its cache key).
+pub(crate) fn recipe() -> String {
+    format!(
+        "{BASE_PACKAGES:?}\n{MERGED_USR_HOOK}\n{KERNEL_PIN}{INITRAMFS_CONF}{INITRAMFS_MODULES}{DPKG_OPTIONS:?}\n"
+    )
+}
 
 /// Returns the tarball of `spec`'s root file system, building it with
 /// mmdebstrap when the cache does not hold it; `true` when it was cached.

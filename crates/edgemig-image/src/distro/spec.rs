@@ -203,25 +203,31 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 }
 
 /// Cache key of the root file system tarball: distribution, mirrors,
-/// package set, recipe version. The agent and the size are not part of it,
+/// package set (base and requested), the files and options given to
+/// mmdebstrap, recipe version. The agent and the size are not part of it,
 /// so images that differ only there share one mmdebstrap run.
 pub fn rootfs_key(spec: &DistroSpec) -> String {
     let packages: Vec<String> = spec.package_set().into_iter().map(String::from).collect();
     let packages = packages.join(",");
     let text = format!(
-        "edgemig-rootfs\nbuilder={BUILDER_VERSION}\ndistro={}\nmirror={}\nsecurity={}\npackages={packages}\n",
-        spec.distro, spec.mirror, spec.security_mirror,
+        "edgemig-rootfs\nbuilder={BUILDER_VERSION}\ndistro={}\nmirror={}\nsecurity={}\npackages={packages}\nrecipe={}\n",
+        spec.distro,
+        spec.mirror,
+        spec.security_mirror,
+        super::rootfs::recipe(),
     );
     hex_sha256(text.as_bytes())[..32].to_string()
 }
 
-/// Cache key of the finished image: the root file system key plus the
-/// agent package's SHA-256 (or `none`) and the virtual size.
+/// Cache key of the finished image: the root file system key, the agent
+/// package's SHA-256 (or `none`), the virtual size, and the configuration
+/// the builder writes (units masked, network, GRUB settings, layout).
 pub fn image_key(spec: &DistroSpec, agent_sha256: Option<&str>, size_bytes: u64) -> String {
     let text = format!(
-        "edgemig-image\nrootfs={}\nagent={}\nsize={size_bytes}\n",
+        "edgemig-image\nrootfs={}\nagent={}\nsize={size_bytes}\nrecipe={}\n",
         rootfs_key(spec),
         agent_sha256.unwrap_or("none"),
+        super::configure::recipe(),
     );
     hex_sha256(text.as_bytes())[..32].to_string()
 }
