@@ -129,6 +129,11 @@ pub struct QemuConfig {
     /// Accelerator passed as `-accel`: `tcg` (default, works everywhere) or `kvm`.
     #[serde(default = "default_accel")]
     pub accel: String,
+    /// The unprivileged user QEMU runs as (created by `scripts/setup.sh`
+    /// and the package); `""` runs QEMU as root (not recommended). It must
+    /// be able to reach `state_dir` (every parent directory traversable).
+    #[serde(default = "default_qemu_user")]
+    pub user: String,
     /// OVMF's code image, for VMs booting an image with `uefi` firmware
     /// (Debian package `ovmf`).
     #[serde(default = "default_ovmf_code")]
@@ -143,10 +148,15 @@ impl Default for QemuConfig {
         Self {
             binary: default_qemu_binary(),
             accel: default_accel(),
+            user: default_qemu_user(),
             ovmf_code: default_ovmf_code(),
             ovmf_vars: default_ovmf_vars(),
         }
     }
+}
+
+fn default_qemu_user() -> String {
+    "edgemig-qemu".into()
 }
 
 fn default_ovmf_code() -> PathBuf {

@@ -282,6 +282,9 @@ mod tests {
                     version: "0.1.0".into(),
                     protocol: 1,
                     boot_ms: 900,
+                    kernel: String::new(),
+                    systemd: false,
+                    mptcp_apps: Default::default(),
                 }),
             };
             let mut out = serde_json::to_string(&ready).unwrap();

@@ -43,6 +43,16 @@ pub enum AgentError {
     /// Re-attaching to running VMs failed.
     #[error("Cannot re-attach to running VMs")]
     Reattach(#[source] ManagerError),
+    /// QEMU's user does not exist.
+    #[error(
+        "QEMU's user {0:?} does not exist: create it (useradd --system --no-create-home {0}) or set [qemu] user = \"\" to run QEMU as root"
+    )]
+    QemuUser(String),
+    /// QEMU's user cannot reach the state directory.
+    #[error(
+        "QEMU's user cannot pass {0}: make the state directory's parents traversable (chmod o+x) or set [qemu] user = \"\""
+    )]
+    StateDirUnreachable(PathBuf),
     /// The site's DHCP server cannot listen on the VM bridge.
     #[error("Cannot start the DHCP server of the VM network")]
     Dhcp(#[source] edgemig_dhcp::SocketError),

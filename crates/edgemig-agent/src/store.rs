@@ -138,6 +138,7 @@ mod tests {
             disk_mib: Some(64),
             base_digest: None,
             boot: crate::vm::Boot::Builtin,
+            mptcp_apps: Default::default(),
             address: Ipv4Addr::new(10, 0, 0, 2),
             prefix_len: 24,
             gateway: None,

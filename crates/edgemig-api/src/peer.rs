@@ -68,6 +68,9 @@ pub struct IncomingVm {
     /// the network handoff is skipped: the old address stays reachable
     /// through the tunnel).
     pub guest_agent: bool,
+    /// Which of the guest's applications get MPTCP.
+    #[serde(default)]
+    pub mptcp_apps: edgemig_guest_proto::mptcp_apps::MptcpScope,
     /// The VM's follow policy and its decision state (hold, history), so
     /// the destination's controller carries on where the source left off.
     #[serde(default)]

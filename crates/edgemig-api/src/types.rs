@@ -44,6 +44,11 @@ pub struct VmCreate {
     /// site's built-in guest (kernel + initramfs with the guest agent).
     #[serde(default)]
     pub image: Option<String>,
+    /// Which of the guest's applications get MPTCP without being changed
+    /// (`"all"`, `"off"`, or `{"units": [...]}`; docs/guest-agent.md).
+    /// Default off.
+    #[serde(default)]
+    pub mptcp_apps: edgemig_guest_proto::mptcp_apps::MptcpScope,
 }
 
 fn default_vcpus() -> u32 {
@@ -118,6 +123,9 @@ pub struct VmInfo {
     /// Firmware of a VM booting from an image.
     #[serde(default)]
     pub firmware: Option<crate::images::Firmware>,
+    /// Which of the guest's applications get MPTCP.
+    #[serde(default)]
+    pub mptcp_apps: edgemig_guest_proto::mptcp_apps::MptcpScope,
     /// QEMU process id while running.
     pub pid: Option<u32>,
     /// The VM's NICs.

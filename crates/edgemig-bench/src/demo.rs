@@ -163,6 +163,7 @@ async fn story(
             disk_mib: None,
             base_image: None,
             image: None,
+            mptcp_apps: Default::default(),
         })
         .await?;
     a.start_vm(vm).await?;

@@ -315,6 +315,7 @@ pub(crate) async fn run_systems(
             disk_mib: disk.map(|d| d.disk_mib),
             base_image,
             image: None,
+            mptcp_apps: Default::default(),
         })
         .await?;
     bed.sites[0].start_vm(vm).await?;

@@ -7,13 +7,9 @@
 //! (readiness at boot and after each agent restart). Both sides ignore
 //! lines they cannot parse, so an older peer never kills the channel.
 //!
-//! Two sets of message types describe the same wire format: [`v3`], the
-//! current protocol, which the guest agent speaks; and the protocol-2
-//! shapes at the crate root ([`GuestRequest`], [`GuestReply`],
-//! [`AgentInfo`], …, from [`v2`]), which hosts built before protocol 3
-//! compile against and which read and write the subset of protocol 3
-//! they know. Reports inside replies ([`NicReport`], [`NetReport`], …)
-//! are shared.
+//! The message types of the current protocol live in [`v3`] and are
+//! re-exported at the crate root; reports inside replies ([`NicReport`],
+//! [`NetReport`], …) are shared.
 //!
 //! Network handoff (docs/handoff.md): `NicPlan` stages a NIC's new address
 //! before switchover and the guest applies it on its own when the NIC gets
@@ -28,7 +24,6 @@
 pub mod mac;
 pub mod mptcp_apps;
 pub mod reports;
-pub mod v2;
 pub mod v3;
 
 pub use mac::{BadMac, MacAddr};
@@ -36,7 +31,7 @@ pub use reports::{
     ConnectionInfo, DiskReport, FillReport, MAX_CONNECTIONS, MemStatus, MemVerifyReport, NetReport,
     NicPlanState, NicPlanStatus, NicPlansReport, NicReport,
 };
-pub use v2::{
+pub use v3::{
     AgentInfo, GuestEvent, GuestMessage, GuestOutcome, GuestReply, GuestRequest, HostMessage,
 };
 
@@ -118,6 +113,7 @@ mod tests {
             id: 2,
             request: GuestRequest::NicPlan {
                 nic: "eth1".into(),
+                mac: None,
                 address: "10.20.0.5/24".into(),
                 gateway: "10.20.0.1".into(),
             },

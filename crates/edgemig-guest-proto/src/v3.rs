@@ -1,5 +1,5 @@
-//! Protocol 3 messages: what the guest agent speaks. Next to protocol 2
-//! ([`crate::v2`], the shapes at the crate root) they add
+//! Protocol 3 messages (re-exported at the crate root). Next to protocol 2
+//! they add
 //!
 //! * NICs named by MAC: [`GuestRequest::NicUp`], [`GuestRequest::NicPlan`]
 //!   and [`GuestRequest::NicRetire`] take an optional `mac`; when it is
@@ -253,77 +253,6 @@ pub enum GuestReply {
     MptcpApps(MptcpAppsReport),
 }
 
-impl From<crate::GuestRequest> for GuestRequest {
-    /// The same request in protocol 3 (NICs by name, as before).
-    fn from(r: crate::GuestRequest) -> Self {
-        use crate::GuestRequest as Old;
-        match r {
-            Old::Hello => Self::Hello,
-            Old::MemWrite { mib, rate_mib_s } => Self::MemWrite { mib, rate_mib_s },
-            Old::MemStop => Self::MemStop,
-            Old::MemStatus => Self::MemStatus,
-            Old::MemVerify => Self::MemVerify,
-            Old::MemFill { mib } => Self::MemFill { mib },
-            Old::NicUp {
-                nic,
-                address,
-                gateway,
-            } => Self::NicUp {
-                nic,
-                mac: None,
-                address,
-                gateway,
-            },
-            Old::NicRetire { nic } => Self::NicRetire { nic, mac: None },
-            Old::NicPlan {
-                nic,
-                address,
-                gateway,
-            } => Self::NicPlan {
-                nic,
-                mac: None,
-                address,
-                gateway,
-            },
-            Old::NicPlans => Self::NicPlans,
-            Old::NetStatus => Self::NetStatus,
-            Old::DiskWrite {
-                device,
-                mib,
-                offset_mib,
-                seed,
-            } => Self::DiskWrite {
-                device,
-                mib,
-                offset_mib,
-                seed,
-            },
-            Old::DiskVerify {
-                device,
-                mib,
-                offset_mib,
-                seed,
-            } => Self::DiskVerify {
-                device,
-                mib,
-                offset_mib,
-                seed,
-            },
-        }
-    }
-}
-
-impl From<AgentInfo> for crate::AgentInfo {
-    /// The protocol-2 view of the identity (the new fields dropped).
-    fn from(i: AgentInfo) -> Self {
-        Self {
-            version: i.version,
-            protocol: i.protocol,
-            boot_ms: i.boot_ms,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -351,67 +280,40 @@ mod tests {
         );
         assert_eq!(serde_json::from_str::<HostMessage>(&line).unwrap(), msg);
         // Without a MAC the line is protocol 2's, byte for byte.
-        let old = crate::HostMessage {
+        let plain = HostMessage {
             id: 6,
-            request: crate::GuestRequest::NicRetire { nic: "eth0".into() },
-        };
-        let new = HostMessage {
-            id: 6,
-            request: GuestRequest::from(old.request.clone()),
+            request: GuestRequest::NicRetire {
+                nic: "eth0".into(),
+                mac: None,
+            },
         };
         assert_eq!(
-            serde_json::to_string(&old).unwrap(),
-            serde_json::to_string(&new).unwrap()
+            serde_json::to_string(&plain).unwrap(),
+            r#"{"id":6,"request":{"op":"nic_retire","nic":"eth0"}}"#
         );
-        // A protocol-2 guest refuses a request with a MAC (it must not act
-        // on the wrong NIC), which is why hosts send it only to protocol 3.
-        assert!(serde_json::from_str::<crate::HostMessage>(&line).is_err());
         let bad = r#"{"id":1,"request":{"op":"nic_retire","nic":"x","mac":"52:54"}}"#;
         assert!(serde_json::from_str::<HostMessage>(bad).is_err());
     }
 
     #[test]
-    fn every_protocol_2_request_reads_as_protocol_3() {
-        let olds = [
-            crate::GuestRequest::Hello,
-            crate::GuestRequest::MemWrite {
-                mib: 3,
-                rate_mib_s: Some(2),
-            },
-            crate::GuestRequest::MemStop,
-            crate::GuestRequest::MemStatus,
-            crate::GuestRequest::MemVerify,
-            crate::GuestRequest::MemFill { mib: 4 },
-            crate::GuestRequest::NicUp {
-                nic: "eth0".into(),
-                address: "10.10.0.2/24".into(),
-                gateway: "10.10.0.1".into(),
-            },
-            crate::GuestRequest::NicRetire { nic: "eth0".into() },
-            crate::GuestRequest::NicPlan {
-                nic: "eth1".into(),
-                address: "10.20.0.2/24".into(),
-                gateway: "10.20.0.1".into(),
-            },
-            crate::GuestRequest::NicPlans,
-            crate::GuestRequest::NetStatus,
-            crate::GuestRequest::DiskWrite {
-                device: None,
-                mib: 1,
-                offset_mib: 2,
-                seed: 3,
-            },
-            crate::GuestRequest::DiskVerify {
-                device: Some("/dev/vdb".into()),
-                mib: 1,
-                offset_mib: 0,
-                seed: 3,
-            },
+    fn protocol_2_lines_read_as_protocol_3() {
+        let lines = [
+            r#"{"op":"hello"}"#,
+            r#"{"op":"mem_write","mib":3,"rate_mib_s":2}"#,
+            r#"{"op":"nic_up","nic":"eth0","address":"10.10.0.2/24","gateway":"10.10.0.1"}"#,
+            r#"{"op":"nic_retire","nic":"eth0"}"#,
+            r#"{"op":"nic_plan","nic":"eth1","address":"10.20.0.2/24","gateway":"10.20.0.1"}"#,
+            r#"{"op":"nic_plans"}"#,
+            r#"{"op":"net_status"}"#,
+            r#"{"op":"disk_write","device":null,"mib":1,"offset_mib":2,"seed":3}"#,
         ];
-        for old in olds {
-            let line = serde_json::to_string(&old).unwrap();
-            let new: GuestRequest = serde_json::from_str(&line).unwrap();
-            assert_eq!(new, GuestRequest::from(old), "{line}");
+        for line in lines {
+            let r: GuestRequest = serde_json::from_str(line).unwrap();
+            assert_eq!(
+                serde_json::to_value(&r).unwrap(),
+                serde_json::from_str::<serde_json::Value>(line).unwrap(),
+                "{line}"
+            );
         }
     }
 
@@ -449,8 +351,6 @@ mod tests {
         };
         let line = serde_json::to_string(&reply).unwrap();
         assert_eq!(serde_json::from_str::<GuestMessage>(&line).unwrap(), reply);
-        // A protocol-2 host cannot read it (it never asks for it).
-        assert!(serde_json::from_str::<crate::GuestMessage>(&line).is_err());
     }
 
     #[test]
@@ -474,7 +374,7 @@ mod tests {
         match serde_json::from_str::<crate::GuestMessage>(&line).unwrap() {
             crate::GuestMessage::Event {
                 event: crate::GuestEvent::Ready(old),
-            } => assert_eq!(old, crate::AgentInfo::from(info.clone())),
+            } => assert_eq!(old, info),
             other => panic!("{other:?}"),
         }
         assert_eq!(serde_json::from_str::<GuestMessage>(&line).unwrap(), ready);

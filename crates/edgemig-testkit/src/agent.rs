@@ -38,6 +38,7 @@ impl TestAgent {
             .prefix(&format!("{prefix}-"))
             .tempdir()
             .expect("tempdir");
+        crate::open_to_qemu(dir.path());
         let netns = NetNs::new(&prefix);
         let mut agent = Self {
             prefix,

@@ -63,6 +63,14 @@ pub fn alive(pid: u32) -> bool {
         .is_some_and(|dead| !dead)
 }
 
+/// Makes `dir` (a fresh temporary directory, mode 0700) traversable by
+/// QEMU's unprivileged user, which an agent under it needs.
+pub fn open_to_qemu(dir: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
+        .expect("chmod a test directory");
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -59,6 +59,7 @@ fn positive(v: &Value) -> bool {
 #[test]
 fn quick_paper_bench_writes_results_tables_and_plots() {
     let testbeds = tempfile::tempdir().unwrap();
+    edgemig_testkit::open_to_qemu(testbeds.path());
     let work = tempfile::tempdir().unwrap();
     let out_dir = work.path().join("paper");
     let mut leftovers = Leftovers {

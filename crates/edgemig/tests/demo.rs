@@ -8,6 +8,7 @@ use serde_json::Value;
 #[test]
 fn demo_ends_with_the_vm_near_alice_and_her_session_alive() {
     let dir = tempfile::tempdir().unwrap();
+    edgemig_testkit::open_to_qemu(dir.path());
     let name = format!("dm{}", std::process::id() % 100_000);
     let out = Command::new(env!("CARGO_BIN_EXE_edgemig"))
         .env("EDGEMIG_TESTBED_DIR", dir.path())

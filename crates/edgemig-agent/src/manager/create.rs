@@ -112,6 +112,7 @@ impl Manager {
             disk_mib,
             base_digest: base.map(|b| b.meta.digest),
             boot,
+            mptcp_apps: spec.mptcp_apps,
             address,
             prefix_len: net.subnet.prefix_len(),
             gateway: Some(net.gateway()),

@@ -7,10 +7,26 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use edgemig_api::VmState;
-use edgemig_guest_proto::GuestRequest;
+use edgemig_guest_proto::mptcp_apps::MptcpScope;
+use edgemig_guest_proto::{GuestReply, GuestRequest};
 
 use super::Manager;
 use crate::guest_channel::GuestChannel;
+use crate::vm::VmRecord;
+
+/// The MAC of the VM's NIC `index`, for a guest that takes NICs by MAC
+/// (protocol 3): it names the interface whatever the distribution calls
+/// it. `None` for older guests, which know the NICs as `eth0` / `eth1`.
+pub(crate) fn nic_mac(
+    guest: &GuestChannel,
+    record: &VmRecord,
+    index: u8,
+) -> Option<edgemig_guest_proto::MacAddr> {
+    guest
+        .agent()
+        .filter(|a| a.protocol >= 3)
+        .and_then(|_| record.mac(index).parse().ok())
+}
 
 /// Limit of one set-up request.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -38,17 +54,22 @@ impl Manager {
     }
 
     /// Sends the active NIC's address to the guest of a running VM that
-    /// boots its own disk.
+    /// boots its own disk, and the VM's MPTCP scope for applications.
     async fn configure_guest(&self, name: &str, guest: &GuestChannel) {
         let Ok(record) = self.record(name) else {
             return;
         };
-        if record.state != VmState::Running || record.is_builtin() {
+        if record.state != VmState::Running {
+            return;
+        }
+        self.send_mptcp_apps(name, guest, &record).await;
+        if record.is_builtin() {
             return;
         }
         let active = record.active_nic.min(1);
         let request = GuestRequest::NicUp {
             nic: format!("eth{active}"),
+            mac: nic_mac(guest, &record, active),
             address: format!("{}/{}", record.address, record.prefix_len),
             gateway: record
                 .gateway
@@ -63,5 +84,33 @@ impl Manager {
                 tracing::warn!(vm = name, error = %crate::http::chain(&error), "cannot configure the guest's network")
             }
         }
+    }
+
+    /// Tells a guest that speaks protocol 3 which applications get MPTCP
+    /// (the built-in guest only when asked for some).
+    pub(crate) async fn send_mptcp_apps(
+        &self,
+        name: &str,
+        guest: &GuestChannel,
+        record: &VmRecord,
+    ) -> Option<Result<GuestReply, String>> {
+        let protocol = guest.agent().map_or(0, |a| a.protocol);
+        let off = record.mptcp_apps == MptcpScope::Off;
+        if protocol < 3 || (off && record.is_builtin()) {
+            return None;
+        }
+        let request = GuestRequest::MptcpApps {
+            scope: record.mptcp_apps.clone(),
+            restart: false,
+        };
+        let sent = guest
+            .request(request, SETUP_TIMEOUT)
+            .await
+            .map_err(|e| crate::http::chain(&e));
+        match &sent {
+            Ok(_) => tracing::info!(vm = name, scope = ?record.mptcp_apps, "guest MPTCP scope set"),
+            Err(error) => tracing::warn!(vm = name, %error, "cannot set the guest's MPTCP scope"),
+        }
+        Some(sent)
     }
 }

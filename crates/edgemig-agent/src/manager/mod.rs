@@ -14,7 +14,7 @@ use tokio::sync::Mutex;
 
 mod create;
 mod dhcp;
-mod guest_setup;
+pub(crate) mod guest_setup;
 mod image_push;
 mod images;
 mod migrate;
@@ -144,6 +144,8 @@ pub struct Manager {
     pub(crate) images: ImageCache,
     /// TLS for agent-to-agent connections, when the config has TLS files.
     peer_tls: Option<PeerTls>,
+    /// Who QEMU runs as (`None`: root).
+    qemu_user: Option<qemu::spawn::RunAs>,
     /// The site directory, when configured.
     pub(crate) directory: Option<edgemig_directory::Directory>,
     /// What the follow controller is doing about each VM, in words.
@@ -158,6 +160,19 @@ pub struct Manager {
     dhcp: std::sync::Mutex<Option<edgemig_dhcp::DhcpServer>>,
 }
 
+/// Lets group `gid` (QEMU's) read the files of `dir`, and nobody else.
+fn share_with_group(dir: &std::path::Path, gid: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::os::unix::fs::chown(dir, None, Some(gid))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o750))?;
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        std::os::unix::fs::chown(&path, None, Some(gid))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640))?;
+    }
+    Ok(())
+}
+
 fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ManagerError {
     let what = what.into();
     move |source| ManagerError::Io { what, source }
@@ -169,12 +184,24 @@ impl Manager {
     pub async fn open(config: SiteConfig) -> Result<Arc<Self>, crate::server::AgentError> {
         use crate::server::AgentError;
         let qemu_version = qemu::check_binary(&config.qemu.binary).map_err(AgentError::Qemu)?;
+        let qemu_user = match config.qemu.user.as_str() {
+            "" => None,
+            name => Some(
+                qemu::spawn::lookup_user(name)
+                    .ok_or_else(|| AgentError::QemuUser(name.to_string()))?,
+            ),
+        };
         std::fs::create_dir_all(config.state_dir.join("vms")).map_err(|source| {
             AgentError::StateDir {
                 path: config.state_dir.clone(),
                 source,
             }
         })?;
+        if let Some(user) = qemu_user
+            && let Some(dir) = qemu::spawn::unreachable_dir(&config.state_dir.join("vms"), user)
+        {
+            return Err(AgentError::StateDirUnreachable(dir));
+        }
         let store = Store::open(&config.state_dir.join("store.redb")).map_err(AgentError::Store)?;
         let netdev = Netdev::connect().map_err(AgentError::Netdev)?;
         let net = &config.vm_network;
@@ -190,8 +217,14 @@ impl Manager {
                     key: files.key.clone(),
                 };
                 let tls = PeerTls::load(&site).map_err(AgentError::Tls)?;
-                edgemig_pki::write_qemu_creds(&site, &config.state_dir.join("qemu-tls"))
-                    .map_err(AgentError::QemuTls)?;
+                let dir = config.state_dir.join("qemu-tls");
+                edgemig_pki::write_qemu_creds(&site, &dir).map_err(AgentError::QemuTls)?;
+                if let Some(user) = qemu_user {
+                    share_with_group(&dir, user.gid).map_err(|source| AgentError::StateDir {
+                        path: dir.clone(),
+                        source,
+                    })?;
+                }
                 Some(tls)
             }
             None => None,
@@ -211,6 +244,7 @@ impl Manager {
             dhcp: std::sync::Mutex::new(None),
             images: ImageCache::new(config.state_dir.join("images")),
             peer_tls,
+            qemu_user,
             config,
             qemu_version,
             store,
@@ -292,6 +326,7 @@ impl Manager {
                 crate::vm::Boot::Builtin => None,
             },
             firmware: record.boot.firmware(),
+            mptcp_apps: record.mptcp_apps.clone(),
             pid: record.pid,
             nics,
             guest: live.and_then(|l| l.guest.agent()),
@@ -382,8 +417,15 @@ impl Manager {
         if uefi {
             self.check_ovmf()?;
         }
+        // The kernel and initramfs reach QEMU as open descriptors: their
+        // directory need not be readable by QEMU's user.
+        let kernel_fd = PathBuf::from(format!("/proc/self/fd/{}", qemu::spawn::KERNEL_FD));
+        let initramfs_fd = PathBuf::from(format!("/proc/self/fd/{}", qemu::spawn::INITRAMFS_FD));
         let boot = match &kernel_files {
-            Some((kernel, initramfs)) => qemu::BootMedia::Kernel { kernel, initramfs },
+            Some(_) => qemu::BootMedia::Kernel {
+                kernel: &kernel_fd,
+                initramfs: &initramfs_fd,
+            },
             None => qemu::BootMedia::Disk {
                 ovmf_code: uefi.then_some(self.config.qemu.ovmf_code.as_path()),
             },
@@ -401,9 +443,31 @@ impl Manager {
             gateway: self.config.vm_network.gateway(),
             incoming,
         });
-        let pid = qemu::launch(&self.config.qemu.binary, &args, &files.pidfile())
-            .await
-            .map_err(ManagerError::Launch)?;
+        let mut fds = Vec::new();
+        for index in 0..2u8 {
+            fds.push(
+                qemu::tap::open(&record.tap_name(index))
+                    .map_err(|e| ManagerError::Unavailable(crate::http::chain(&e)))?,
+            );
+        }
+        if let Some((kernel, initramfs)) = &kernel_files {
+            for file in [kernel, initramfs] {
+                let f = std::fs::File::open(file)
+                    .map_err(io_err(format!("Cannot open {}", file.display())))?;
+                fds.push(std::os::fd::OwnedFd::from(f));
+            }
+        }
+        self.give_to_qemu(&files)?;
+        let pid = qemu::spawn::spawn(
+            &self.config.qemu.binary,
+            &args,
+            fds,
+            self.qemu_user,
+            &files.qemu_stderr(),
+            &files.qmp(),
+        )
+        .await
+        .map_err(ManagerError::Launch)?;
         match self.finish_start(record, &files, pid, mode).await {
             Ok(live) => Ok(live),
             Err(e) => {
@@ -413,6 +477,27 @@ impl Manager {
                 Err(e)
             }
         }
+    }
+
+    /// Makes the VM's directory and files QEMU's user's (the only files it
+    /// may write).
+    fn give_to_qemu(&self, files: &VmFiles) -> Result<(), ManagerError> {
+        let Some(user) = self.qemu_user else {
+            return Ok(());
+        };
+        let chown = |path: &std::path::Path| {
+            std::os::unix::fs::chown(path, Some(user.uid), Some(user.gid)).map_err(io_err(format!(
+                "Cannot give {} to QEMU's user",
+                path.display()
+            )))
+        };
+        chown(&files.dir)?;
+        let entries = std::fs::read_dir(&files.dir)
+            .map_err(io_err(format!("Cannot read {}", files.dir.display())))?;
+        for entry in entries.flatten() {
+            chown(&entry.path())?;
+        }
+        Ok(())
     }
 
     /// Connects QMP and the guest channel, wires the NICs and resumes the VM.
@@ -610,8 +695,15 @@ impl Manager {
                 qemu::wait_gone(live.pid, QUIT_TIMEOUT).await;
             }
         }
-        // A VM that had arrived here through a tunnel leaves it behind.
-        if let Ok(record) = self.record(name) {
+        // A VM that had arrived here through a tunnel (its address is not
+        // this site's) leaves that tunnel's devices behind. A VM whose
+        // address is this site's keeps the source tunnel, of the same
+        // VXLAN name, that the migration opened.
+        if let Some(record) = self
+            .record(name)
+            .ok()
+            .filter(|r| !self.config.vm_network.subnet.contains(&r.address))
+        {
             let (vxlan, bridge) = record.tunnel_names();
             let _ = self.netdev.delete(&vxlan).await;
             let _ = self.netdev.delete(&bridge).await;

@@ -33,13 +33,13 @@ impl VmFiles {
     pub fn serial_log(&self) -> PathBuf {
         self.dir.join("serial.log")
     }
-    /// QEMU pid file.
-    pub fn pidfile(&self) -> PathBuf {
-        self.dir.join("qemu.pid")
-    }
-    /// QEMU's own log (errors after daemonizing).
+    /// QEMU's own log (`-D`).
     pub fn qemu_log(&self) -> PathBuf {
         self.dir.join("qemu.log")
+    }
+    /// What QEMU printed on stderr (why it refused to start).
+    pub fn qemu_stderr(&self) -> PathBuf {
+        self.dir.join("qemu.stderr")
     }
     /// Data disk image.
     pub fn data_disk(&self) -> PathBuf {
@@ -98,7 +98,8 @@ pub fn nic_id(index: u8) -> String {
 }
 
 /// The arguments after the binary name. QEMU starts paused (`-S`) and
-/// daemonizes once its devices are ready; the agent finishes set-up over QMP.
+/// runs contained (`-sandbox`, see `spawn.rs`), its TAP devices handed over
+/// as descriptors 3 and 4; the agent finishes set-up over QMP.
 pub fn build_args(l: &VmLaunch<'_>) -> Vec<OsString> {
     let r = l.record;
     let f = l.files;
@@ -106,14 +107,7 @@ pub fn build_args(l: &VmLaunch<'_>) -> Vec<OsString> {
     let mut push = |s: String| args.push(OsString::from(s));
     push("-name".into());
     push(format!("{},process=edgemig-{}", r.name, r.name));
-    for a in [
-        "-nodefaults",
-        "-no-user-config",
-        "-display",
-        "none",
-        "-S",
-        "-daemonize",
-    ] {
+    for a in ["-nodefaults", "-no-user-config", "-display", "none", "-S"] {
         push(a.into());
     }
     push("-accel".into());
@@ -159,8 +153,8 @@ pub fn build_args(l: &VmLaunch<'_>) -> Vec<OsString> {
         push("-incoming".into());
         push("defer".into());
     }
-    push("-pidfile".into());
-    push(f.pidfile().display().to_string());
+    push("-sandbox".into());
+    push(super::spawn::SANDBOX.into());
     push("-serial".into());
     push(format!("file:{}", f.serial_log().display()));
     push("-D".into());
@@ -179,8 +173,8 @@ pub fn build_args(l: &VmLaunch<'_>) -> Vec<OsString> {
     for index in 0..2u8 {
         push("-netdev".into());
         push(format!(
-            "tap,id=net{index},ifname={},script=no,downscript=no",
-            r.tap_name(index)
+            "tap,id=net{index},fd={},vhost=off",
+            super::spawn::FIRST_TAP_FD + i32::from(index)
         ));
         push("-device".into());
         push(format!(
@@ -228,6 +222,7 @@ mod tests {
             disk_mib: Some(64),
             base_digest: None,
             boot: crate::vm::Boot::Builtin,
+            mptcp_apps: Default::default(),
             address: Ipv4Addr::new(10, 10, 0, 2),
             prefix_len: 24,
             gateway: None,
@@ -268,7 +263,11 @@ mod tests {
         assert!(joined.contains("edgemig.ip0=10.10.0.2/24 edgemig.gw=10.10.0.1"));
         assert!(joined.contains("id=nic0,mac=52:54:00:00:00:03"));
         assert!(joined.contains("id=nic1,mac=52:54:01:00:00:03"));
-        assert!(joined.contains("ifname=emv3n1"));
+        assert!(joined.contains("tap,id=net1,fd=4,vhost=off"));
+        assert!(joined.contains(
+            "-sandbox on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
+        ));
+        assert!(!joined.contains("-daemonize"), "spawn=deny forbids it");
         assert!(joined.contains(&format!("name={PORT_NAME}")));
         assert!(joined.contains("/s/vms/vm1/data.qcow2"));
         let netdevs: Vec<_> = line

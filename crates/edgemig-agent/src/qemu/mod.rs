@@ -4,7 +4,9 @@
 mod binary;
 mod cmdline;
 mod process;
+pub mod spawn;
+pub mod tap;
 
 pub use binary::{MIN_MAJOR, QemuBinaryError, QemuVersion, check_binary};
 pub use cmdline::{BootMedia, VmFiles, VmLaunch, build_args, nic_id};
-pub use process::{LaunchError, kill, launch, wait_gone};
+pub use process::{LaunchError, kill, wait_gone};

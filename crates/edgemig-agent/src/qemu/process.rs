@@ -1,12 +1,8 @@
-//! Starting a daemonized QEMU and ending it by pid.
-//!
-//! QEMU runs with `-daemonize`: the launcher process exits once devices and
-//! sockets exist (non-zero with a message on stderr when QEMU refused the
-//! configuration), and the VM process is not a child of the agent, so it
-//! outlives an agent restart and the agent re-attaches to it.
+//! Ending QEMU by pid, and the errors of starting it (`spawn.rs` starts
+//! it). QEMU runs in a session of its own, so it outlives an agent restart
+//! and the next agent re-attaches to it.
 
-use std::ffi::OsString;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::host;
@@ -31,39 +27,6 @@ pub enum LaunchError {
         /// What QEMU printed.
         stderr: String,
     },
-    /// No usable pid file after start.
-    #[error("QEMU started but its pid file {path} is unreadable")]
-    PidFile {
-        /// The pid file.
-        path: PathBuf,
-    },
-}
-
-/// Starts QEMU and returns the pid of the daemonized VM process.
-pub async fn launch(binary: &Path, args: &[OsString], pidfile: &Path) -> Result<u32, LaunchError> {
-    let _ = std::fs::remove_file(pidfile);
-    let output = tokio::process::Command::new(binary)
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(false)
-        .output()
-        .await
-        .map_err(|source| LaunchError::Spawn {
-            binary: binary.to_path_buf(),
-            source,
-        })?;
-    if !output.status.success() {
-        return Err(LaunchError::Refused {
-            status: output.status,
-            stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
-        });
-    }
-    std::fs::read_to_string(pidfile)
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .ok_or_else(|| LaunchError::PidFile {
-            path: pidfile.to_path_buf(),
-        })
 }
 
 /// Sends `signal` to `pid`.

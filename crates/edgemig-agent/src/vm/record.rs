@@ -30,6 +30,10 @@ pub struct VmRecord {
     /// What the VM boots: the built-in guest or a root disk.
     #[serde(default)]
     pub boot: Boot,
+    /// Which of the guest's applications get MPTCP (sent to the guest
+    /// agent each time it starts).
+    #[serde(default)]
+    pub mptcp_apps: edgemig_guest_proto::mptcp_apps::MptcpScope,
     /// The VM's current address (on its active NIC).
     pub address: Ipv4Addr,
     /// Prefix length of `address`'s network.
@@ -174,6 +178,7 @@ mod tests {
             disk_mib: None,
             base_digest: None,
             boot: Boot::Builtin,
+            mptcp_apps: Default::default(),
             address: Ipv4Addr::LOCALHOST,
             prefix_len: 24,
             gateway: None,

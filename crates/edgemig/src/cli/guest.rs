@@ -37,6 +37,19 @@ pub enum GuestCommand {
     NetStatus,
     /// The NIC plans staged for handoffs and what became of them.
     NicPlans,
+    /// Make unmodified applications' TCP sockets MPTCP (see
+    /// docs/guest-agent.md): `all`, `off`, or systemd unit names.
+    MptcpApps {
+        /// `all`, `off`, or one or more unit names (`nginx.service`).
+        #[arg(required = true)]
+        scope: Vec<String>,
+        /// Restart the units whose processes predate the change (closes
+        /// their open connections).
+        #[arg(long)]
+        restart: bool,
+    },
+    /// The MPTCP scope in force in the guest.
+    MptcpAppsStatus,
     /// Write seeded data to the data disk.
     DiskWrite {
         /// Amount in MiB.
@@ -69,6 +82,16 @@ pub enum GuestCommand {
     },
 }
 
+/// The scope named on the command line: `all`, `off`, or unit names.
+pub fn scope_of(words: &[String]) -> edgemig_guest_proto::mptcp_apps::MptcpScope {
+    use edgemig_guest_proto::mptcp_apps::MptcpScope;
+    match words {
+        [one] if one == "all" => MptcpScope::All,
+        [one] if one == "off" => MptcpScope::Off,
+        units => MptcpScope::Units(units.to_vec()),
+    }
+}
+
 /// A verification that found damage.
 #[derive(Debug, thiserror::Error)]
 #[error("Verification failed: {0}")]
@@ -88,6 +111,11 @@ impl From<GuestCommand> for GuestRequest {
             GuestCommand::MemFill { mib } => Self::MemFill { mib },
             GuestCommand::NetStatus => Self::NetStatus,
             GuestCommand::NicPlans => Self::NicPlans,
+            GuestCommand::MptcpApps { scope, restart } => Self::MptcpApps {
+                scope: scope_of(&scope),
+                restart,
+            },
+            GuestCommand::MptcpAppsStatus => Self::MptcpAppsStatus,
             GuestCommand::DiskWrite {
                 mib,
                 seed,
@@ -170,6 +198,15 @@ pub async fn run(
                 d.checksum,
                 if d.ok { "ok" } else { "MISMATCH" }
             ),
+            GuestReply::MptcpApps(r) => {
+                println!(
+                    "MPTCP for applications: {:?} via {:?}",
+                    r.scope, r.mechanism
+                );
+                for u in &r.units {
+                    println!("  {}: {:?}", u.unit, u.state);
+                }
+            }
         }
     }
     match reply {

@@ -33,6 +33,11 @@ pub enum VmCommand {
         /// Virtual CPUs.
         #[arg(long, default_value_t = 1)]
         vcpus: u32,
+        /// Which applications in the guest get MPTCP without being changed:
+        /// `all`, `off`, or systemd unit names (repeat the flag or separate
+        /// with commas); see docs/guest-agent.md.
+        #[arg(long, value_delimiter = ',', default_value = "off")]
+        mptcp_apps: Vec<String>,
     },
     /// Start a VM.
     Start {
@@ -96,6 +101,7 @@ pub async fn run(client: &ApiClient, cmd: VmCommand, json: bool) -> anyhow::Resu
             image,
             base_image,
             vcpus,
+            mptcp_apps,
         } => {
             let spec = VmCreate {
                 name,
@@ -104,6 +110,7 @@ pub async fn run(client: &ApiClient, cmd: VmCommand, json: bool) -> anyhow::Resu
                 disk_mib: disk.as_deref().map(parse_mib).transpose()?,
                 base_image,
                 image,
+                mptcp_apps: super::guest::scope_of(&mptcp_apps),
             };
             client.create_vm(&spec).await?
         }

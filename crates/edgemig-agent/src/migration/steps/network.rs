@@ -24,6 +24,7 @@ use edgemig_api::peer::{HandoffStatus, IncomingReady, IncomingStatus};
 use edgemig_guest_proto::{GuestReply, GuestRequest};
 use edgemig_migration::{DestinationPhase, NetworkReport};
 
+use crate::manager::guest_setup::nic_mac;
 use crate::manager::{Live, Manager, ManagerError};
 use crate::migration::context::{PEER_TIMEOUT, SourceCtx, SourceError};
 use crate::migration::id::MigrationId;
@@ -99,9 +100,11 @@ pub async fn stage_plan(ctx: &SourceCtx, ready: &IncomingReady) -> Option<String
     if ctx.live.guest.agent().is_none_or(|a| a.protocol < 2) {
         return None;
     }
-    let nic = format!("eth{}", 1 - ctx.record.active_nic.min(1));
+    let index = 1 - ctx.record.active_nic.min(1);
+    let nic = format!("eth{index}");
     let plan = GuestRequest::NicPlan {
         nic: nic.clone(),
+        mac: nic_mac(&ctx.live.guest, &ctx.record, index),
         address: address.clone(),
         gateway: gateway.clone(),
     };
@@ -119,12 +122,14 @@ pub async fn stage_plan(ctx: &SourceCtx, ready: &IncomingReady) -> Option<String
 
 /// Source rollback: drops the staged plan.
 pub async fn retire_plan(ctx: &SourceCtx, nic: &str) {
+    let index = 1 - ctx.record.active_nic.min(1);
     let _ = ctx
         .live
         .guest
         .request(
             GuestRequest::NicRetire {
                 nic: nic.to_string(),
+                mac: nic_mac(&ctx.live.guest, &ctx.record, index),
             },
             Duration::from_secs(10),
         )
@@ -404,6 +409,7 @@ impl Manager {
             live,
             GuestRequest::NicUp {
                 nic: format!("eth{active}"),
+                mac: nic_mac(&live.guest, record, active),
                 address: status.old_address.clone(),
                 gateway: old_gw,
             },
@@ -417,6 +423,7 @@ impl Manager {
             live,
             GuestRequest::NicUp {
                 nic: format!("eth{other}"),
+                mac: nic_mac(&live.guest, record, other),
                 address: status.new_address.clone(),
                 gateway: net.gateway().to_string(),
             },
@@ -454,6 +461,7 @@ impl Manager {
             live,
             GuestRequest::NicRetire {
                 nic: format!("eth{active}"),
+                mac: nic_mac(&live.guest, record, active),
             },
         )
         .await?;
