@@ -44,6 +44,10 @@ pub struct VmCreate {
     /// site's built-in guest (kernel + initramfs with the guest agent).
     #[serde(default)]
     pub image: Option<String>,
+    /// Firmware for a VM booting `image`, instead of the image's own
+    /// (`bios` or `uefi`).
+    #[serde(default)]
+    pub firmware: Option<crate::images::Firmware>,
     /// Which of the guest's applications get MPTCP without being changed
     /// (`"all"`, `"off"`, or `{"units": [...]}`; docs/guest-agent.md).
     /// Default off.

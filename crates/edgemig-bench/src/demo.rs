@@ -163,6 +163,7 @@ async fn story(
             disk_mib: None,
             base_image: None,
             image: None,
+            firmware: None,
             mptcp_apps: Default::default(),
         })
         .await?;

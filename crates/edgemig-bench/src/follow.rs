@@ -246,6 +246,7 @@ async fn run_strategy(
             disk_mib: None,
             base_image: None,
             image: None,
+            firmware: None,
             mptcp_apps: Default::default(),
         })
         .await?;

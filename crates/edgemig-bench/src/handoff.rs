@@ -195,6 +195,7 @@ async fn run_once(opts: &HandoffOptions, handoff: bool) -> Result<Run, HandoffBe
             disk_mib: None,
             base_image: None,
             image: None,
+            firmware: None,
             mptcp_apps: Default::default(),
         })
         .await?;

@@ -315,6 +315,7 @@ pub(crate) async fn run_systems(
             disk_mib: disk.map(|d| d.disk_mib),
             base_image,
             image: None,
+            firmware: None,
             mptcp_apps: Default::default(),
         })
         .await?;

@@ -89,14 +89,19 @@ impl Region {
     }
 }
 
-/// Writes the seeded data of `region` to `device`, then fsyncs. The
-/// checksum is FNV-1a 64 of the bytes written.
+/// Writes the seeded data of `region` to `device` (a block device, or a
+/// file, created when missing), then fsyncs. The checksum is FNV-1a 64 of
+/// the bytes written.
 pub fn write(device: &str, region: Region, seed: u64) -> Result<DiskReport, DiskError> {
     if region.mib == 0 {
         return Err(DiskError::ZeroSize);
     }
+    // A block device, or a file (created when missing: data on a root
+    // file system).
     let mut file = OpenOptions::new()
         .write(true)
+        .create(true)
+        .truncate(false)
         .open(device)
         .map_err(|source| DiskError::Open {
             device: device.to_string(),

@@ -50,6 +50,7 @@ pub use recovery::{
     recover_source,
 };
 pub use report::{
-    MigrationReport, NetworkReport, PathBytes, PathThroughput, PhaseTimes, ProgressEvent,
+    DiskTransfer, MigrationReport, NetworkReport, PathBytes, PathThroughput, PhaseTimes,
+    ProgressEvent,
     ReportError, ReportStatus,
 };

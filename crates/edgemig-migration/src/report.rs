@@ -45,6 +45,18 @@ impl ReportStatus {
     }
 }
 
+/// One disk's mirror.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiskTransfer {
+    /// `root` or `data`.
+    pub role: String,
+    /// `top` (only the VM's own writes: the destination held the image
+    /// underneath) or `full`.
+    pub sync: String,
+    /// Bytes the mirror copied.
+    pub bytes: u64,
+}
+
 /// How long each part of a migration took, ms (null: it did not happen).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PhaseTimes {
@@ -100,6 +112,9 @@ pub struct MigrationReport {
     /// `sync: full`, unallocated areas count though they cost little on
     /// the wire; with `sync: top`, only the top layer counts).
     pub disk_bytes: u64,
+    /// Each disk's mirror.
+    #[serde(default)]
+    pub disks: Vec<DiskTransfer>,
     /// Memory bytes sent.
     pub memory_bytes: u64,
     /// Bytes per path.

@@ -15,6 +15,7 @@ fn report() -> MigrationReport {
         fixed_ms: Some(1200),
         phases: PhaseTimes::default(),
         disk_bytes: 2 << 30,
+        disks: vec![],
         memory_bytes: 300 << 20,
         paths: vec![
             PathBytes {
@@ -54,6 +55,7 @@ fn report_key_set_is_the_contract() {
         "fixed_ms",
         "phases",
         "disk_bytes",
+        "disks",
         "memory_bytes",
         "paths",
         "transport",
@@ -92,7 +94,7 @@ fn null_fields_stay_present() {
     r.downtime_ms = None;
     r.status = ReportStatus::Cancelled;
     let v = serde_json::to_value(&r).unwrap();
-    assert_eq!(keys(&v).len(), 19);
+    assert_eq!(keys(&v).len(), 20);
     assert!(v["network"].is_null());
     assert!(v["downtime_ms"].is_null());
     assert_eq!(v["status"], "cancelled");

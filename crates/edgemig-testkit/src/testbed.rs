@@ -25,6 +25,7 @@ impl TestTestbed {
             .prefix(&format!("{name}-"))
             .tempdir()
             .expect("tempdir");
+        crate::open_to_qemu(dir.path());
         Self {
             name,
             cli: cli.to_path_buf(),

@@ -261,14 +261,9 @@ fn destination_dying_mid_migration_leaves_the_source_running_and_intact() {
     vm_with_workload(&tb, "site-a", "sturdy");
     let m = start_migration(&tb, "site-a", "sturdy", "site-b");
     wait_phase(&tb, "site-a", "sturdy", "memory");
-    let pidfile = tb
-        .state_dir()
-        .join("sites/site-b/state/vms/sturdy/qemu.pid");
-    let pid: u32 = std::fs::read_to_string(&pidfile)
-        .expect("destination pid")
-        .trim()
-        .parse()
-        .unwrap();
+    let arriving = tb.site_json("site-b", &["vm", "show", "sturdy"]);
+    assert_eq!(arriving["state"], "incoming", "{arriving}");
+    let pid = u32::try_from(arriving["pid"].as_u64().expect("destination pid")).unwrap();
     assert!(alive(pid));
     kill(pid, libc::SIGKILL);
     let (ok, report) = finish(m);

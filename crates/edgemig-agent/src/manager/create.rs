@@ -66,15 +66,21 @@ impl Manager {
         let boot = match &spec.image {
             Some(image) => {
                 let cached = self.images.resolve(image).map_err(ManagerError::from)?;
-                if cached.meta.firmware == Firmware::Uefi {
+                let firmware = spec.firmware.unwrap_or(cached.meta.firmware);
+                if firmware == Firmware::Uefi {
                     self.check_ovmf()?;
                 }
                 Boot::Disk {
-                    firmware: cached.meta.firmware,
+                    firmware,
                     root_mib: mib_of(cached.meta.virtual_bytes),
                     image: Some(cached.meta.digest.clone()),
                     origin: cached.meta.digest,
                 }
+            }
+            None if spec.firmware.is_some() => {
+                return Err(ManagerError::Invalid(
+                    "--firmware needs --image: the built-in guest boots without firmware".into(),
+                ));
             }
             None => Boot::Builtin,
         };

@@ -643,13 +643,27 @@ impl Manager {
         Ok(())
     }
 
-    /// Sends one request to the VM's guest agent.
+    /// Sends one request to the VM's guest agent. Disk requests without a
+    /// device go to the data disk: `/dev/vda` in the built-in guest,
+    /// `/dev/vdb` in a VM that boots its own root disk (`/dev/vda`).
     pub async fn guest(
         &self,
         name: &str,
-        request: GuestRequest,
+        mut request: GuestRequest,
     ) -> Result<GuestReply, ManagerError> {
         let record = self.record(name)?;
+        if let GuestRequest::DiskWrite { device, .. } | GuestRequest::DiskVerify { device, .. } =
+            &mut request
+            && device.is_none()
+            && !record.is_builtin()
+        {
+            if record.disk_mib.is_none() {
+                return Err(ManagerError::Invalid(format!(
+                    "VM {name:?} has no data disk (its root disk is /dev/vda): name a device or file with --device"
+                )));
+            }
+            *device = Some("/dev/vdb".into());
+        }
         let live = self.live.lock().await.get(name).cloned();
         let Some(live) = live.filter(|_| record.state == VmState::Running) else {
             return Err(ManagerError::Conflict(format!(

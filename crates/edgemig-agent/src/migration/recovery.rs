@@ -331,6 +331,7 @@ impl Manager {
             fixed_ms: None,
             phases: PhaseTimes::default(),
             disk_bytes: 0,
+            disks: Vec::new(),
             memory_bytes: 0,
             paths: Vec::new(),
             transport: source.options.transport,

@@ -49,6 +49,7 @@ struct Done {
 #[derive(Debug, Default)]
 struct Tally {
     disk_bytes: u64,
+    disks: Vec<edgemig_migration::DiskTransfer>,
     memory: memory::MemoryTally,
     qemu_downtime_ms: Option<u64>,
     network: Option<NetworkReport>,
@@ -167,6 +168,7 @@ fn failed_report(start: &Start, started_at: u64, error: &str) -> MigrationReport
         fixed_ms: None,
         phases: PhaseTimes::default(),
         disk_bytes: 0,
+        disks: Vec::new(),
         memory_bytes: 0,
         paths: Vec::new(),
         transport: start.options.transport,
@@ -225,6 +227,7 @@ impl SourceCtx {
             fixed_ms: None,
             phases: tally.phases.clone(),
             disk_bytes: tally.disk_bytes,
+            disks: std::mem::take(&mut tally.disks),
             memory_bytes: tally.memory.bytes,
             paths,
             transport: self.plan.transport,
@@ -279,7 +282,7 @@ impl SourceCtx {
 
         let step = Instant::now();
         self.note_phase();
-        done.mirrors = disk::start(self, &ready).await?;
+        (done.mirrors, tally.disks) = disk::start(self, &ready).await?;
         tally.disk_bytes = disk::wait_ready(self, &done.mirrors).await?;
         self.advance(SourceEvent::DisksReady)?;
         tally.phases.disk_ms = Some(ms(step.elapsed()));
@@ -299,7 +302,7 @@ impl SourceCtx {
         let step = Instant::now();
         self.note_phase();
         if !done.mirrors.is_empty() {
-            tally.disk_bytes = disk::hand_over(self, &done.mirrors).await?;
+            tally.disk_bytes = disk::hand_over(self, &done.mirrors, &mut tally.disks).await?;
             done.mirrors.clear();
         }
         let finished = switchover::finish_memory(self, paused.postcopy).await?;

@@ -33,6 +33,10 @@ impl VmFiles {
     pub fn serial_log(&self) -> PathBuf {
         self.dir.join("serial.log")
     }
+    /// QEMU's pid file (written by QEMU; tools and tests find it there).
+    pub fn pidfile(&self) -> PathBuf {
+        self.dir.join("qemu.pid")
+    }
     /// QEMU's own log (`-D`).
     pub fn qemu_log(&self) -> PathBuf {
         self.dir.join("qemu.log")
@@ -153,6 +157,8 @@ pub fn build_args(l: &VmLaunch<'_>) -> Vec<OsString> {
         push("-incoming".into());
         push("defer".into());
     }
+    push("-pidfile".into());
+    push(f.pidfile().display().to_string());
     push("-sandbox".into());
     push(super::spawn::SANDBOX.into());
     push("-serial".into());

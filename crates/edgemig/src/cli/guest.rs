@@ -61,7 +61,9 @@ pub enum GuestCommand {
         /// Start, in MiB from the start of the device.
         #[arg(long, default_value_t = 0)]
         offset_mib: u32,
-        /// Block device in the guest (default /dev/vda).
+        /// Block device or file in the guest [default: the data disk,
+        /// /dev/vda in the built-in guest, /dev/vdb in a VM booting its
+        /// own root disk].
         #[arg(long)]
         device: Option<String>,
     },
@@ -76,7 +78,9 @@ pub enum GuestCommand {
         /// Start, in MiB from the start of the device.
         #[arg(long, default_value_t = 0)]
         offset_mib: u32,
-        /// Block device in the guest (default /dev/vda).
+        /// Block device or file in the guest [default: the data disk,
+        /// /dev/vda in the built-in guest, /dev/vdb in a VM booting its
+        /// own root disk].
         #[arg(long)]
         device: Option<String>,
     },

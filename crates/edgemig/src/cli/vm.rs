@@ -26,6 +26,9 @@ pub enum VmCommand {
         /// image's own bootloader. Default: the site's built-in guest.
         #[arg(long)]
         image: Option<String>,
+        /// Firmware for --image instead of the image's own: bios or uefi.
+        #[arg(long)]
+        firmware: Option<edgemig_api::images::Firmware>,
         /// Make the data disk an overlay on this cached image (digest or
         /// name); --disk defaults to its size.
         #[arg(long)]
@@ -99,6 +102,7 @@ pub async fn run(client: &ApiClient, cmd: VmCommand, json: bool) -> anyhow::Resu
             memory,
             disk,
             image,
+            firmware,
             base_image,
             vcpus,
             mptcp_apps,
@@ -110,6 +114,7 @@ pub async fn run(client: &ApiClient, cmd: VmCommand, json: bool) -> anyhow::Resu
                 disk_mib: disk.as_deref().map(parse_mib).transpose()?,
                 base_image,
                 image,
+                firmware,
                 mptcp_apps: super::guest::scope_of(&mptcp_apps),
             };
             client.create_vm(&spec).await?

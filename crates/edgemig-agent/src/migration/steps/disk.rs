@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use edgemig_api::peer::IncomingReady;
-use edgemig_migration::Phase;
+use edgemig_migration::{DiskTransfer, Phase};
 use edgemig_qmp::MirrorSyncMode;
 
 use crate::migration::context::{SourceCtx, SourceError, qmp_err};
@@ -23,14 +23,16 @@ pub fn nodes(ctx: &SourceCtx) -> Vec<&'static str> {
     ctx.record.disks().iter().map(|d| d.role.node()).collect()
 }
 
-/// Starts a mirror per disk; returns the nodes whose mirror started.
+/// Starts a mirror per disk; returns the nodes whose mirror started and
+/// each disk's transfer (its bytes are filled in by [`hand_over`]).
 pub async fn start(
     ctx: &SourceCtx,
     ready: &IncomingReady,
-) -> Result<Vec<&'static str>, SourceError> {
+) -> Result<(Vec<&'static str>, Vec<DiskTransfer>), SourceError> {
     let mut started = Vec::new();
+    let mut transfers = Vec::new();
     let Some(port) = ready.nbd_port else {
-        return Ok(started);
+        return Ok((started, transfers));
     };
     let qmp = &ctx.live.qmp;
     let mptcp = ctx.plan.transport == edgemig_migration::Transport::Mptcp;
@@ -47,7 +49,8 @@ pub async fn start(
                     disk.role
                 ))
             })?;
-        let sync = if target.base_present && disk.base.is_some() {
+        let top = target.base_present && disk.base.is_some();
+        let sync = if top {
             MirrorSyncMode::Top
         } else {
             MirrorSyncMode::Full
@@ -61,8 +64,13 @@ pub async fn start(
             return Err(qmp_err(Phase::Disk)(e));
         }
         started.push(node);
+        transfers.push(DiskTransfer {
+            role: disk.role.as_str().to_string(),
+            sync: if top { "top" } else { "full" }.into(),
+            bytes: 0,
+        });
     }
-    Ok(started)
+    Ok((started, transfers))
 }
 
 /// Waits until every mirror is ready; returns the bytes they processed.
@@ -100,8 +108,12 @@ pub async fn wait_ready(ctx: &SourceCtx, nodes: &[&str]) -> Result<u64, SourceEr
 
 /// With the VM paused: ends every mirror so its target is a consistent,
 /// complete copy; any mirror that did not complete cleanly fails the
-/// migration (and the rest are cancelled).
-pub async fn hand_over(ctx: &SourceCtx, nodes: &[&str]) -> Result<u64, SourceError> {
+/// migration (and the rest are cancelled). Fills in each disk's bytes.
+pub async fn hand_over(
+    ctx: &SourceCtx,
+    nodes: &[&str],
+    transfers: &mut [DiskTransfer],
+) -> Result<u64, SourceError> {
     let qmp = &ctx.live.qmp;
     let mut bytes = 0;
     for (i, node) in nodes.iter().enumerate() {
@@ -109,7 +121,12 @@ pub async fn hand_over(ctx: &SourceCtx, nodes: &[&str]) -> Result<u64, SourceErr
             .await
             .map_err(qmp_err(Phase::Switchover))?
         {
-            MirrorEnd::Complete { len } => bytes += len,
+            MirrorEnd::Complete { len } => {
+                bytes += len;
+                if let Some(t) = transfers.get_mut(i) {
+                    t.bytes = len;
+                }
+            }
             MirrorEnd::Failed(why) => {
                 rollback(ctx, &nodes[i + 1..]).await;
                 return Err(SourceError::Disk(why));
