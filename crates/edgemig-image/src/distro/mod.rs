@@ -20,6 +20,7 @@ mod configure;
 pub mod disk;
 mod error;
 mod loopdev;
+mod mountns;
 mod qcow2;
 mod rootfs;
 mod spec;
@@ -114,7 +115,7 @@ pub struct DistroImage {
 pub fn build(
     spec: &DistroSpec,
     out: &Path,
-    progress: &mut dyn FnMut(BuildStep),
+    progress: &mut (dyn FnMut(BuildStep) + Send),
 ) -> Result<DistroImage, DistroError> {
     let started = Instant::now();
     let size = spec.checked_size()?;
@@ -188,7 +189,7 @@ fn build_uncached(
     agent_sha256: Option<String>,
     size: u64,
     cached: &Path,
-    progress: &mut dyn FnMut(BuildStep),
+    progress: &mut (dyn FnMut(BuildStep) + Send),
 ) -> Result<ImageRecord, DistroError> {
     let started = Instant::now();
     // Declared first, dropped last: every guard below is gone before the
@@ -199,20 +200,16 @@ fn build_uncached(
         .map_err(DistroError::io(cache.work()))?;
 
     progress(BuildStep::RootFs);
-    let (tarball, _) = rootfs::tarball(spec, cache)?;
+    // mmdebstrap mounts /dev, /proc and /sys in its chroot: also privately.
+    let (tarball, _) = mountns::in_private_namespace(|| rootfs::tarball(spec, cache))?;
 
     progress(BuildStep::Disk);
     let ids = DiskIds::random()?;
     let raw = work.path().join("disk.raw");
     disk::create(&raw, size, &ids)?;
-    let (kernel, masked_units) = populate(
-        spec,
-        &raw,
-        &tarball,
-        &work.path().join("root"),
-        &ids,
-        progress,
-    )?;
+    let mnt = work.path().join("root");
+    let (kernel, masked_units) =
+        mountns::in_private_namespace(|| populate(spec, &raw, &tarball, &mnt, &ids, progress))?;
 
     progress(BuildStep::Convert);
     let tmp = cache
@@ -241,6 +238,27 @@ fn build_uncached(
     })
 }
 
+/// Checks the unmounted root file system is closed and consistent: no
+/// journal left to replay (it would be if something still had it mounted)
+/// and a clean read-only fsck.
+fn check_closed(partition: &Path) -> Result<(), DistroError> {
+    let header = Cmd::new("dumpe2fs").arg("-h").arg(partition).run()?;
+    if header
+        .lines()
+        .any(|l| l.starts_with("Filesystem features:") && l.contains("needs_recovery"))
+    {
+        return Err(DistroError::Check(format!(
+            "{} is still in use after unmounting it (needs journal recovery)",
+            partition.display()
+        )));
+    }
+    Cmd::new("e2fsck")
+        .args(["-f", "-n"])
+        .arg(partition)
+        .run()
+        .map(drop)
+}
+
 /// Formats the partitioned `raw` disk, unpacks the root file system,
 /// configures it and installs GRUB; returns the kernel release and the
 /// masked units. Every loop device and mount is gone when it returns.
@@ -250,7 +268,7 @@ fn populate(
     tarball: &Path,
     mnt: &Path,
     ids: &DiskIds,
-    progress: &mut dyn FnMut(BuildStep),
+    progress: &mut (dyn FnMut(BuildStep) + Send),
 ) -> Result<(String, Vec<String>), DistroError> {
     let dev = LoopDevice::attach(raw, disk::ROOT_PARTITION)?;
     disk::format(
@@ -282,10 +300,7 @@ fn populate(
     configure::finish(&chroot)?;
     chroot.leave()?;
     root.unmount()?;
-    Cmd::new("e2fsck")
-        .args(["-f", "-n"])
-        .arg(dev.partition(disk::ROOT_PARTITION))
-        .run()?;
+    check_closed(&dev.partition(disk::ROOT_PARTITION))?;
     dev.detach()?;
     Ok((kernel, masked))
 }
