@@ -44,7 +44,7 @@ qemu_ok() {
 need=()
 qemu_ok || need+=(qemu-system-x86)
 for bin in ip:iproute2 busybox:busybox-static cpio:cpio mptcpize:mptcpize socat:socat zstd:zstd \
-           etcd:etcd-server protoc:protobuf-compiler qemu-img:qemu-utils cc:build-essential; do
+           etcd:etcd-server protoc:protobuf-compiler qemu-img:qemu-utils cc:build-essential curl:curl; do
   command -v "${bin%%:*}" >/dev/null || need+=("${bin#*:}")
 done
 [[ -x /bin/busybox ]] || need+=(busybox-static)
@@ -100,5 +100,26 @@ if [[ ! -f $kernel_dir/vmlinuz || ! -f $kernel_dir/modules/.complete-v3 ]]; then
     if [[ -n $f ]]; then cp "$f" "$kernel_dir/modules/"; echo "$(basename "$f")" >> "$kernel_dir/modules/order"; fi
   done
   touch "$kernel_dir/modules/.complete-v3"
+fi
+# 3. The kernel of the BPF hook tests (edgemig-mptcpify, edgemig-guest): the
+# bookworm-backports cloud kernel (6.12, BTF), booted under QEMU because
+# this host refuses BPF trampoline programs.
+hook_dir=${EDGEMIG_HOOK_KERNEL_DIR:-$repo/target/guest-kernel-6.12}
+if [[ ! -f $hook_dir/vmlinuz ]]; then
+  log "fetching the bookworm-backports cloud kernel into $hook_dir"
+  hook_pkg=$(apt-cache depends linux-image-cloud-amd64/bookworm-backports | sed -n 's/ *Depends: \(linux-image-[0-9].*\)/\1/p' | head -n1)
+  [[ -n $hook_pkg ]] || { log "cannot resolve linux-image-cloud-amd64 in bookworm-backports"; exit 1; }
+  hook_work=$(mktemp -d)
+  (cd "$hook_work" && apt-get download -qq -o APT::Sandbox::User=root "$hook_pkg/bookworm-backports")
+  dpkg-deb -x "$hook_work"/*.deb "$hook_work/root"
+  mkdir -p "$hook_dir"
+  cp "$hook_work"/root/boot/vmlinuz-* "$hook_dir/vmlinuz.tmp" && mv "$hook_dir/vmlinuz.tmp" "$hook_dir/vmlinuz"
+  rm -rf "$hook_work"
+fi
+
+# 4. The unprivileged user QEMU runs as (edgemigd's [qemu] user).
+if ! id edgemig-qemu >/dev/null 2>&1; then
+  log "creating the system user edgemig-qemu"
+  useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin edgemig-qemu
 fi
 log "ready: $(qemu-system-x86_64 --version | head -n1); kernel $(cat "$kernel_dir/version")"

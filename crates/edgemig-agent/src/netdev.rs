@@ -97,7 +97,11 @@ impl Netdev {
     }
 
     /// Creates the bridge `name` if missing, gives it `gateway/prefix_len`
-    /// and brings it up. Returns its index.
+    /// and a fixed MAC address ([`gateway_mac`]), and brings it up. Returns
+    /// its index. The fixed MAC matters: a bridge otherwise takes its
+    /// ports' lowest MAC, which changes as VMs and tunnels come and go, and
+    /// a guest that keeps talking to the gateway keeps its old ARP entry
+    /// (TCP confirms it) and sends its packets to a MAC nobody has.
     pub async fn ensure_bridge(
         &self,
         name: &str,
@@ -105,6 +109,19 @@ impl Netdev {
         prefix_len: u8,
     ) -> Result<u32, NetdevError> {
         let index = self.create_bridge(name).await?;
+        self.handle
+            .link()
+            .set(
+                LinkUnspec::new_with_index(index)
+                    .address(gateway_mac(gateway).to_vec())
+                    .build(),
+            )
+            .execute()
+            .await
+            .map_err(|source| NetdevError::Request {
+                what: format!("set the MAC address of {name}"),
+                source,
+            })?;
         let added = self
             .handle
             .address()
@@ -116,6 +133,7 @@ impl Netdev {
     }
 
     /// Creates bridge `name` unless it exists, brings it up, returns its index.
+    /// (Tunnel bridges carry no address: their MAC does not matter.)
     async fn create_bridge(&self, name: &str) -> Result<u32, NetdevError> {
         if self.index_of(name).await?.is_none() {
             let added = self
@@ -207,4 +225,12 @@ impl Netdev {
         }
         self.set_up(index, name).await
     }
+}
+
+/// The fixed MAC of a site's VM bridge with gateway `gateway`: locally
+/// administered, `02:ed` then the gateway's four octets (unique per VM
+/// network).
+pub fn gateway_mac(gateway: Ipv4Addr) -> [u8; 6] {
+    let [a, b, c, d] = gateway.octets();
+    [0x02, 0xed, a, b, c, d]
 }

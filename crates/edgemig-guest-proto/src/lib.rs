@@ -174,6 +174,7 @@ mod tests {
             }],
             connections_total: 1,
             sole_address: vec![],
+            mptcp_counters: vec![("MPJoinSynRx".into(), 1)],
         });
         let line = serde_json::to_string(&new).unwrap();
         assert_eq!(serde_json::from_str::<GuestReply>(&line).unwrap(), new);

@@ -95,6 +95,11 @@ pub struct NetReport {
     /// capped): for the old address, the connections that have not moved.
     #[serde(default)]
     pub sole_address: Vec<(String, u32)>,
+    /// The kernel's MPTCP counters that are not zero (`MPTcpExt*` of
+    /// `/proc/net/netstat`, without the prefix): joins, announcements,
+    /// and why subflows were refused or closed.
+    #[serde(default)]
+    pub mptcp_counters: Vec<(String, u64)>,
 }
 
 /// Most connections a [`NetReport`] lists.

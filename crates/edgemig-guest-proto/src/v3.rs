@@ -139,6 +139,13 @@ pub enum GuestRequest {
     },
     /// The MPTCP scope in force; answered with [`GuestReply::MptcpApps`].
     MptcpAppsStatus,
+    /// Misbehave as a broken or hostile guest would, for tests of the
+    /// host's limits: write one line of `mib` MiB (no JSON, no newline
+    /// until its end) to the host, then answer with [`GuestReply::Hello`].
+    Babble {
+        /// Length of the line, MiB.
+        mib: u32,
+    },
     /// Write `mib` MiB of data derived from `seed` to a block device.
     DiskWrite {
         /// Block device; [`crate::DEFAULT_DATA_DISK`] when absent.

@@ -384,7 +384,27 @@ fn handle(msg: HostMessage, writer: &SharedWriter, agent: &Agent) -> Result<(), 
                 GuestOutcome::Ok(GuestReply::MptcpApps(apps.report()))
             })
         }
+        GuestRequest::Babble { mib } => {
+            babble(writer, mib)?;
+            respond(
+                writer,
+                id,
+                GuestOutcome::Ok(GuestReply::Hello(agent.info.clone())),
+            )
+        }
     }
+}
+
+/// Writes one line of `mib` MiB of junk, in pieces, holding the writer.
+fn babble(writer: &SharedWriter, mib: u32) -> Result<(), HandlerError> {
+    let piece = vec![b'x'; 1 << 20];
+    let mut w = writer.lock().unwrap_or_else(|p| p.into_inner());
+    for _ in 0..mib {
+        w.write_all(&piece).map_err(HandlerError::Write)?;
+    }
+    w.write_all(b"\n")
+        .and_then(|()| w.flush())
+        .map_err(HandlerError::Write)
 }
 
 /// Runs `work` on a thread and sends its outcome as the response to `id`.

@@ -4,6 +4,7 @@
 //! the lifecycle that builds and removes it with real namespaces, link
 //! emulators, MPTCP settings and site agents.
 
+pub mod agents;
 pub mod config;
 pub mod control;
 pub mod etcd;

@@ -145,9 +145,24 @@ pub fn wait_for_log(
     needle: &str,
     limit: Duration,
 ) -> Result<(), ProcessError> {
+    wait_for_log_after(what, pid, log, 0, needle, limit)
+}
+
+/// Like [`wait_for_log`], looking only at what the log got after its first
+/// `offset` bytes (a restarted process appending to its old log).
+pub fn wait_for_log_after(
+    what: &str,
+    pid: u32,
+    log: &Path,
+    offset: u64,
+    needle: &str,
+    limit: Duration,
+) -> Result<(), ProcessError> {
     let start = Instant::now();
     loop {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let all = std::fs::read(log).unwrap_or_default();
+        let skip = usize::try_from(offset).unwrap_or(usize::MAX).min(all.len());
+        let text = String::from_utf8_lossy(&all[skip..]).into_owned();
         if text.contains(needle) {
             return Ok(());
         }

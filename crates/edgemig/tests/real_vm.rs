@@ -83,7 +83,16 @@ fn verify_file(tb: &TestTestbed, site: &str, vm: &str, path: &str, mib: &str, se
     let v = tb.site_json(
         site,
         &[
-            "vm", "guest", vm, "disk-verify", "--device", path, "--mib", mib, "--seed", seed,
+            "vm",
+            "guest",
+            vm,
+            "disk-verify",
+            "--device",
+            path,
+            "--mib",
+            mib,
+            "--seed",
+            seed,
         ],
     );
     assert_eq!(v["ok"], true, "{path} damaged at {site}: {v}");
@@ -115,7 +124,14 @@ impl Download {
     fn start(tb: &TestTestbed, url: &str, out: PathBuf, rate: &str) -> Self {
         let child = Command::new("ip")
             .args(["netns", "exec", &tb.netns("alice")])
-            .args(["mptcpize", "run", "curl", "--silent", "--show-error", "--fail"])
+            .args([
+                "mptcpize",
+                "run",
+                "curl",
+                "--silent",
+                "--show-error",
+                "--fail",
+            ])
             .args(["--limit-rate", rate, "--output"])
             .arg(&out)
             .arg(url)
@@ -161,7 +177,13 @@ fn a_debian_vm_moves_back_and_forth_with_its_root_disk_and_a_stock_session() {
     // The image, cached at site-a and pre-staged at site-b.
     let imported = tb.site_json(
         "site-a",
-        &["image", "import", image.to_str().unwrap(), "--name", "debian12"],
+        &[
+            "image",
+            "import",
+            image.to_str().unwrap(),
+            "--name",
+            "debian12",
+        ],
     );
     let digest = imported["digest"].as_str().unwrap().to_string();
     assert_eq!(
@@ -174,7 +196,10 @@ fn a_debian_vm_moves_back_and_forth_with_its_root_disk_and_a_stock_session() {
     assert!(pushed["wire_bytes"].as_u64().unwrap() > 0, "{pushed}");
     let at_b = tb.site_json("site-b", &["image", "list"]);
     assert!(
-        at_b.as_array().unwrap().iter().any(|i| i["digest"] == digest.as_str()),
+        at_b.as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["digest"] == digest.as_str()),
         "site-b holds the pushed image: {at_b}"
     );
     let again = tb.site_json("site-a", &["image", "push", "debian12", "--to", "site-b"]);
@@ -183,18 +208,37 @@ fn a_debian_vm_moves_back_and_forth_with_its_root_disk_and_a_stock_session() {
     tb.site_json(
         "site-a",
         &[
-            "vm", "create", "web", "--image", "debian12", "--memory", "512M", "--disk", "64M",
-            "--mptcp-apps", "nginx.service",
+            "vm",
+            "create",
+            "web",
+            "--image",
+            "debian12",
+            "--memory",
+            "512M",
+            "--disk",
+            "64M",
+            "--mptcp-apps",
+            "nginx.service",
         ],
     );
     tb.site_json("site-a", &["vm", "start", "web"]);
     guest_ok(&tb, "site-a", "web");
     let hello = tb.site_json("site-a", &["vm", "guest", "web", "hello"]);
-    assert_eq!(hello["systemd"], true, "the agent runs as a systemd service: {hello}");
+    assert_eq!(
+        hello["systemd"], true,
+        "the agent runs as a systemd service: {hello}"
+    );
     // nginx started before the agent: restart it so its listener is MPTCP.
     let apps = tb.site_json(
         "site-a",
-        &["vm", "guest", "web", "mptcp-apps", "nginx.service", "--restart"],
+        &[
+            "vm",
+            "guest",
+            "web",
+            "mptcp-apps",
+            "nginx.service",
+            "--restart",
+        ],
     );
     assert_eq!(apps["mechanism"], "bpf", "{apps}");
     assert_eq!(apps["units"][0]["state"], "active", "{apps}");
@@ -203,22 +247,47 @@ fn a_debian_vm_moves_back_and_forth_with_its_root_disk_and_a_stock_session() {
     let data = tb.site_json(
         "site-a",
         &[
-            "vm", "guest", "web", "disk-write", "--device", "/root/data.bin", "--mib", "16",
-            "--seed", "7",
+            "vm",
+            "guest",
+            "web",
+            "disk-write",
+            "--device",
+            "/root/data.bin",
+            "--mib",
+            "16",
+            "--seed",
+            "7",
         ],
     );
     assert_eq!(data["ok"], true, "{data}");
     let served = tb.site_json(
         "site-a",
         &[
-            "vm", "guest", "web", "disk-write", "--device", "/var/www/html/big.bin", "--mib",
-            "12", "--seed", "8",
+            "vm",
+            "guest",
+            "web",
+            "disk-write",
+            "--device",
+            "/var/www/html/big.bin",
+            "--mib",
+            "12",
+            "--seed",
+            "8",
         ],
     );
     let served_sum = served["checksum"].as_u64().unwrap();
     tb.site_json(
         "site-a",
-        &["vm", "guest", "web", "disk-write", "--mib", "8", "--seed", "9"],
+        &[
+            "vm",
+            "guest",
+            "web",
+            "disk-write",
+            "--mib",
+            "8",
+            "--seed",
+            "9",
+        ],
     );
 
     let vm = tb.site_json("site-a", &["vm", "show", "web"]);
@@ -259,7 +328,16 @@ fn a_debian_vm_moves_back_and_forth_with_its_root_disk_and_a_stock_session() {
     verify_file(&tb, "site-a", "web", "/root/data.bin", "16", "7");
     let data_disk = tb.site_json(
         "site-a",
-        &["vm", "guest", "web", "disk-verify", "--mib", "8", "--seed", "9"],
+        &[
+            "vm",
+            "guest",
+            "web",
+            "disk-verify",
+            "--mib",
+            "8",
+            "--seed",
+            "9",
+        ],
     );
     assert_eq!(data_disk["ok"], true, "{data_disk}");
 
@@ -291,7 +369,15 @@ fn a_uefi_vm_migrates_with_its_variable_store() {
     );
     tb.site_json(
         "site-a",
-        &["vm", "create", "fw", "--image", "debian12-uefi", "--memory", "512M"],
+        &[
+            "vm",
+            "create",
+            "fw",
+            "--image",
+            "debian12-uefi",
+            "--memory",
+            "512M",
+        ],
     );
     let vm = tb.site_json("site-a", &["vm", "start", "fw"]);
     assert_eq!(vm["firmware"], "uefi", "{vm}");
@@ -318,26 +404,43 @@ fn a_vm_without_the_agent_migrates_behind_the_tunnel() {
     tb.up(Some(&two_sites("100mbit", "2ms", None, true)));
     tb.site_json(
         "site-a",
-        &["image", "import", image.to_str().unwrap(), "--name", "plain"],
+        &[
+            "image",
+            "import",
+            image.to_str().unwrap(),
+            "--name",
+            "plain",
+        ],
     );
     tb.site_json(
         "site-a",
-        &["vm", "create", "plain", "--image", "plain", "--memory", "512M"],
+        &[
+            "vm", "create", "plain", "--image", "plain", "--memory", "512M",
+        ],
     );
     let vm = tb.site_json("site-a", &["vm", "start", "plain"]);
     let ip = ip_of(&vm["nics"][0]["address"]);
     let fetch = |what: &str| {
         let out = tb.exec(
             "alice",
-            &["curl", "--silent", "--fail", "--max-time", "5", &format!("http://{ip}/")],
+            &[
+                "curl",
+                "--silent",
+                "--fail",
+                "--max-time",
+                "5",
+                &format!("http://{ip}/"),
+            ],
         );
         assert!(!what.is_empty());
         out.status.success().then_some(())
     };
     // The image's networkd asks the site's DHCP server for the address.
-    wait_until("nginx in the VM from alice", Duration::from_secs(240), || {
-        fetch("before")
-    })
+    wait_until(
+        "nginx in the VM from alice",
+        Duration::from_secs(240),
+        || fetch("before"),
+    )
     .unwrap_or_else(|e| panic!("{e}"));
 
     let report = migrate(&tb, "site-a", "plain", "site-b");
@@ -346,7 +449,10 @@ fn a_vm_without_the_agent_migrates_behind_the_tunnel() {
         handoff.starts_with("skipped"),
         "no agent, no handoff, and the report says why: {report}"
     );
-    assert_eq!(report["disks"][0]["sync"], "full", "site-b lacked the image: {report}");
+    assert_eq!(
+        report["disks"][0]["sync"], "full",
+        "site-b lacked the image: {report}"
+    );
     wait_until(
         "nginx through the tunnel after the move",
         Duration::from_secs(30),
@@ -356,5 +462,8 @@ fn a_vm_without_the_agent_migrates_behind_the_tunnel() {
     let listed = tb.site_json("site-b", &["vm", "list"]);
     assert_eq!(listed[0]["state"], "running", "{listed}");
     let left = tb.site_json("site-a", &["vm", "list"]);
-    assert!(left.as_array().unwrap().is_empty(), "nothing left at site-a: {left}");
+    assert!(
+        left.as_array().unwrap().is_empty(),
+        "nothing left at site-a: {left}"
+    );
 }

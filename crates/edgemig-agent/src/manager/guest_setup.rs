@@ -30,6 +30,9 @@ pub(crate) fn nic_mac(
 
 /// Limit of one set-up request.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
+/// Attempts to configure the guest's NIC, and the pause between them.
+const NIC_ATTEMPTS: u32 = 15;
+const NIC_RETRY: Duration = Duration::from_secs(2);
 
 impl Manager {
     /// Configures the guest of VM `name` each time its agent starts, for as
@@ -76,12 +79,22 @@ impl Manager {
                 .unwrap_or_else(|| self.config.vm_network.gateway())
                 .to_string(),
         };
-        match guest.request(request, SETUP_TIMEOUT).await {
-            Ok(_) => {
-                tracing::info!(vm = name, address = %record.address, "guest network configured")
-            }
-            Err(error) => {
-                tracing::warn!(vm = name, error = %crate::http::chain(&error), "cannot configure the guest's network")
+        // The guest agent may be up before the NIC's driver is (udev loads
+        // both): a NIC it cannot find yet is asked for again.
+        for attempt in 1..=NIC_ATTEMPTS {
+            match guest.request(request.clone(), SETUP_TIMEOUT).await {
+                Ok(_) => {
+                    tracing::info!(vm = name, address = %record.address, "guest network configured");
+                    return;
+                }
+                Err(error) if attempt < NIC_ATTEMPTS && !guest.is_closed() => {
+                    tracing::debug!(vm = name, attempt, error = %crate::http::chain(&error), "guest network not configured yet");
+                    tokio::time::sleep(NIC_RETRY).await;
+                }
+                Err(error) => {
+                    tracing::warn!(vm = name, error = %crate::http::chain(&error), "cannot configure the guest's network");
+                    return;
+                }
             }
         }
     }

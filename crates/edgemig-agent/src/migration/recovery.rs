@@ -4,21 +4,18 @@
 //! finish the removal, keep the tunnel, abort, resume or carry on with the
 //! handoff. An outcome this site cannot know is asked for, never guessed.
 
-use std::sync::Arc;
-use std::time::Duration;
-
-use axum::http::Method;
 use edgemig_api::VmState;
-use edgemig_api::peer::AbortReply;
 use edgemig_migration::{
     DestinationPhase, DestinationRecovery, MigrationReport, Outcome, PhaseTimes, QemuFound,
     QemuMigration, ReportStatus, SourceEvent, SourcePhase, SourceRecovery, recover_destination,
     recover_source,
 };
 use edgemig_qmp::MigrationStatus;
+use std::sync::Arc;
 
 use super::jobs::{JobRecord, JobSide, SourceJob};
 use super::qmp_steps;
+use super::steps::prepare;
 use super::steps::switchover::{self, Settled};
 use crate::manager::{Live, Manager, ManagerError, unix_ms};
 
@@ -294,28 +291,12 @@ impl Manager {
         Ok(())
     }
 
-    /// Tells the destination to abort (a few attempts).
+    /// Tells the destination to abort, until it answers (for a while).
     async fn ask_abort(&self, job: &JobRecord, to: &str) {
         let Ok(peer) = self.peer_client_for(to) else {
             return;
         };
-        for attempt in 0..3u32 {
-            let reply: Result<AbortReply, _> = peer
-                .request_json(
-                    Method::POST,
-                    &format!("/v1/peer/migrations/{}/abort", job.id),
-                    None::<&()>,
-                    Duration::from_secs(20),
-                )
-                .await;
-            match reply {
-                Ok(_) => return,
-                Err(error) => {
-                    tracing::warn!(id = %job.id, attempt, error = %crate::http::chain(&error), "cannot tell the destination to abort");
-                    tokio::time::sleep(Duration::from_secs(1 << attempt)).await;
-                }
-            }
-        }
+        prepare::abort_at_destination(&peer, &job.id, prepare::ABORT_PERSISTENCE).await;
     }
 
     /// Reports a recovered migration's end and drops its record when

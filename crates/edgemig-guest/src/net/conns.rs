@@ -31,7 +31,29 @@ pub enum ConnsError {
 /// connections.
 pub fn net_status() -> Result<NetReport, ConnsError> {
     let sockets = edgemig_sockdiag::tcp_sockets(&Query::established()).map_err(ConnsError::List)?;
-    Ok(report(&sockets, MAX_CONNECTIONS))
+    let mut r = report(&sockets, MAX_CONNECTIONS);
+    r.mptcp_counters = std::fs::read_to_string("/proc/net/netstat")
+        .map(|t| mptcp_counters(&t))
+        .unwrap_or_default();
+    Ok(r)
+}
+
+/// The non-zero `MPTcpExt` counters of a `/proc/net/netstat` text (pairs
+/// of lines: names, then values).
+pub fn mptcp_counters(netstat: &str) -> Vec<(String, u64)> {
+    let lines: Vec<&str> = netstat.lines().collect();
+    lines
+        .windows(2)
+        .filter(|w| w[0].starts_with("MPTcpExt:") && w[1].starts_with("MPTcpExt:"))
+        .flat_map(|w| {
+            w[0].split_whitespace()
+                .skip(1)
+                .zip(w[1].split_whitespace().skip(1))
+                .filter_map(|(n, v)| Some((n.to_string(), v.parse::<u64>().ok()?)))
+                .filter(|(_, v)| *v > 0)
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 /// Whether this process has `CAP_NET_ADMIN` (needed for MPTCP tokens),
@@ -143,12 +165,25 @@ pub fn report(sockets: &[TcpSocket], cap: usize) -> NetReport {
         connections: conns,
         connections_total: total,
         sole_address: pairs(sole),
+        mptcp_counters: Vec::new(),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mptcp_counters_are_read_from_netstat() {
+        let text = "TcpExt: A B\nTcpExt: 1 2\nMPTcpExt: MPCapableSYNRX MPJoinSynRx JoinRejected\nMPTcpExt: 3 0 7\n";
+        assert_eq!(
+            mptcp_counters(text),
+            vec![
+                ("MPCapableSYNRX".to_string(), 3),
+                ("JoinRejected".to_string(), 7)
+            ]
+        );
+    }
     use edgemig_sockdiag::{SubflowInfo, TcpState, TcpStats};
 
     struct Sock {

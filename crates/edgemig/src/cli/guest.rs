@@ -50,6 +50,13 @@ pub enum GuestCommand {
     },
     /// The MPTCP scope in force in the guest.
     MptcpAppsStatus,
+    /// Misbehave for a test of the host's limits: the guest agent writes
+    /// one line of N MiB to the host (which drops it), then answers.
+    Babble {
+        /// Length of the line in MiB.
+        #[arg(long)]
+        mib: u32,
+    },
     /// Write seeded data to the data disk.
     DiskWrite {
         /// Amount in MiB.
@@ -120,6 +127,7 @@ impl From<GuestCommand> for GuestRequest {
                 restart,
             },
             GuestCommand::MptcpAppsStatus => Self::MptcpAppsStatus,
+            GuestCommand::Babble { mib } => Self::Babble { mib },
             GuestCommand::DiskWrite {
                 mib,
                 seed,

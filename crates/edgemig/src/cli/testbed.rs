@@ -62,6 +62,18 @@ pub enum TestbedCommand {
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
+    /// Kill a site's agent (as a crash would) or start it again with its
+    /// config and state (as systemd's Restart=on-failure would).
+    Agent {
+        /// `kill` (SIGKILL) or `start`.
+        #[arg(value_parser = ["kill", "start"])]
+        action: String,
+        /// The site.
+        site: String,
+        /// Testbed name.
+        #[arg(long, default_value = DEFAULT_NAME)]
+        name: String,
+    },
     /// Remove a testbed: every namespace, process and file it made.
     Down {
         /// Testbed name.
@@ -210,6 +222,24 @@ pub async fn run(cmd: TestbedCommand, json_out: bool) -> anyhow::Result<()> {
             })?;
             let status = edgemig_testbed::process::run_in(netns, &command)?;
             std::process::exit(status.code().unwrap_or(1));
+        }
+        TestbedCommand::Agent { action, site, name } => {
+            let pid = if action == "kill" {
+                edgemig_testbed::agents::kill_agent(&name, &site)?
+            } else {
+                let exe_dir = std::env::current_exe()?
+                    .parent()
+                    .map(std::path::Path::to_path_buf)
+                    .unwrap_or_default();
+                edgemig_testbed::agents::start_agent(&name, &site, &exe_dir.join("edgemigd"))?
+            };
+            if json_out {
+                return output::json(
+                    &serde_json::json!({ "site": site, "action": action, "pid": pid }),
+                );
+            }
+            println!("agent of {site}: {action} (pid {pid})");
+            Ok(())
         }
         TestbedCommand::Down { name } => {
             let report = edgemig_testbed::down(&name)?;

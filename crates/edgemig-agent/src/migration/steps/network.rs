@@ -539,6 +539,7 @@ mod tests {
             connections: vec![conn(&["10.10.0.2", "10.20.0.2"]), conn(&["10.10.0.2"])],
             connections_total: 2,
             sole_address: vec![("10.10.0.2".into(), 1)],
+            mptcp_counters: vec![],
         };
         assert_eq!(old_and_moved(&n, "10.10.0.2", "10.20.0.2"), (1, 1));
         // A protocol-1 guest: per-address socket counts only.
@@ -547,6 +548,7 @@ mod tests {
             connections: vec![],
             connections_total: 0,
             sole_address: vec![],
+            mptcp_counters: vec![],
         };
         assert_eq!(old_and_moved(&old, "10.10.0.2", "10.20.0.2"), (2, 1));
     }

@@ -141,26 +141,67 @@ pub async fn source(ctx: &SourceCtx) -> Result<IncomingReady, SourceError> {
     Ok(ready)
 }
 
-/// Source rollback: asks the destination to abort (a few times; a
-/// destination that cannot be reached aborts on its own once its incoming
-/// migration fails, and refuses a commit forever after).
+/// Source rollback: asks the destination to abort. A first attempt here;
+/// when it does not get an answer, more in the background until one comes
+/// (a prepare still in flight may only now create the migration there) or
+/// [`ABORT_PERSISTENCE`] passed. A destination that never hears it aborts
+/// on its own once its incoming migration fails, and refuses a commit
+/// forever after.
 pub async fn rollback_source(ctx: &SourceCtx) {
-    for attempt in 0..3u32 {
-        let abort: Result<edgemig_api::peer::AbortReply, _> = ctx
-            .peer_call(
-                Method::POST,
-                &ctx.route("/abort"),
-                None::<&()>,
-                super::super::context::PEER_TIMEOUT,
-            )
-            .await;
-        match abort {
-            Ok(_) => return,
-            Err(error) => {
-                tracing::warn!(id = %ctx.id, to = %ctx.to, attempt, error = %crate::http::chain(&error), "cannot tell the destination to abort");
-                tokio::time::sleep(Duration::from_secs(1 << attempt)).await;
-            }
+    let peer = ctx.peer.clone();
+    let id = ctx.id.clone();
+    if !abort_once(&peer, &id).await {
+        tokio::spawn(async move {
+            abort_at_destination(&peer, &id, ABORT_PERSISTENCE).await;
+        });
+    }
+}
+
+/// How long a source keeps asking a destination to abort: longer than a
+/// prepare may take there.
+pub const ABORT_PERSISTENCE: Duration = Duration::from_secs(150);
+
+/// One abort request; whether the destination answered it (aborted, or
+/// refused because it runs the VM).
+async fn abort_once(peer: &edgemig_pki::PeerClient, id: &MigrationId) -> bool {
+    let abort: Result<edgemig_api::peer::AbortReply, _> = peer
+        .request_json(
+            Method::POST,
+            &format!("/v1/peer/migrations/{id}/abort"),
+            None::<&()>,
+            super::super::context::PEER_TIMEOUT,
+        )
+        .await;
+    match abort {
+        Ok(reply) => {
+            tracing::info!(%id, ?reply, "destination answered the abort");
+            true
         }
+        Err(error) => {
+            tracing::warn!(%id, error = %crate::http::chain(&error), "no answer to the abort yet");
+            false
+        }
+    }
+}
+
+/// Asks the destination to abort migration `id` until it answers or
+/// `within` passed; whether it answered.
+pub async fn abort_at_destination(
+    peer: &edgemig_pki::PeerClient,
+    id: &MigrationId,
+    within: Duration,
+) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    let mut pause = Duration::from_millis(500);
+    loop {
+        if abort_once(peer, id).await {
+            return true;
+        }
+        if tokio::time::Instant::now() + pause > deadline {
+            return false;
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(10));
     }
 }
 
