@@ -38,9 +38,14 @@ pub enum ConfigError {
 pub struct SiteConfig {
     /// Name of the site, e.g. `site-a`: 1–32 of `[a-z0-9-]`.
     pub site: String,
-    /// Unix socket of the local API (used by the `edgemig` CLI).
+    /// Unix socket of the local API (used by the `edgemig` CLI). Created
+    /// mode 0600 (root only).
     #[serde(default = "default_api_socket")]
     pub api_socket: PathBuf,
+    /// A group whose members may use the local API too (the socket is then
+    /// mode 0660 with this group). Default: none.
+    #[serde(default)]
+    pub api_group: Option<String>,
     /// Address other sites' agents reach this agent on (mutual TLS; used by
     /// migrations).
     #[serde(default)]

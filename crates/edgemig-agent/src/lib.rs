@@ -2,6 +2,7 @@
 //! runs VMs as supervised QEMU processes (driven over QMP), keeps their
 //! definitions in an embedded store, and serves the HTTP/JSON API.
 
+pub mod api_socket;
 pub mod arp_probe;
 pub mod config;
 pub mod follow;

@@ -43,6 +43,9 @@ pub enum AgentError {
     /// Re-attaching to running VMs failed.
     #[error("Cannot re-attach to running VMs")]
     Reattach(#[source] ManagerError),
+    /// The API group does not exist.
+    #[error("The api_group {0:?} does not exist")]
+    ApiGroup(String),
     /// QEMU's user does not exist.
     #[error(
         "QEMU's user {0:?} does not exist: create it (useradd --system --no-create-home {0}) or set [qemu] user = \"\" to run QEMU as root"
@@ -95,7 +98,16 @@ pub fn bind(config: &SiteConfig) -> Result<UnixListener, AgentError> {
         )));
     }
     let _ = std::fs::remove_file(path);
-    UnixListener::bind(path).map_err(bind_err)
+    let group = match &config.api_group {
+        Some(name) => Some(
+            crate::api_socket::lookup_group(name)
+                .ok_or_else(|| AgentError::ApiGroup(name.clone()))?,
+        ),
+        None => None,
+    };
+    let listener = UnixListener::bind(path).map_err(bind_err)?;
+    crate::api_socket::restrict(path, group).map_err(bind_err)?;
+    Ok(listener)
 }
 
 /// Runs the agent on `listener` until `shutdown` resolves.
@@ -130,6 +142,16 @@ pub async fn run(
         tracing::info!(%site, %addr, "peer API listening (mutual TLS)");
     }
     tracing::info!(%site, "edgemigd ready");
+    let admission = crate::api_socket::Admission {
+        // SAFETY: geteuid has no preconditions.
+        owner: unsafe { libc::geteuid() },
+        group: manager
+            .config
+            .api_group
+            .as_deref()
+            .and_then(crate::api_socket::lookup_group),
+    };
+    let listener = crate::api_socket::CheckedListener::new(listener, admission);
     let result = axum::serve(listener, crate::http::router(manager))
         .with_graceful_shutdown(shutdown)
         .await

@@ -145,15 +145,17 @@ impl Download {
         }
     }
 
-    /// Waits for the download; its exit status and stderr.
-    fn finish(mut self) -> (bool, String) {
+    /// Waits for the download; whether it succeeded, its stderr, and what
+    /// it downloaded.
+    fn finish(mut self) -> (bool, String, Vec<u8>) {
         let mut child = self.child.take().unwrap();
         let status = child.wait().unwrap();
         let mut err = String::new();
         if let Some(mut e) = child.stderr.take() {
             let _ = e.read_to_string(&mut err);
         }
-        (status.success(), err)
+        let got = std::fs::read(&self.out).unwrap_or_default();
+        (status.success(), err, got)
     }
 }
 
@@ -341,10 +343,8 @@ fn a_debian_vm_moves_back_and_forth_with_its_root_disk_and_a_stock_session() {
     );
     assert_eq!(data_disk["ok"], true, "{data_disk}");
 
-    let out = download.out.clone();
-    let (ok, err) = download.finish();
+    let (ok, err, got) = download.finish();
     assert!(ok, "the stock client failed: {err}");
-    let got = std::fs::read(&out).unwrap();
     assert_eq!(got.len(), 12 << 20);
     assert_eq!(fnv1a64(&got), served_sum, "the download is the file");
 }
