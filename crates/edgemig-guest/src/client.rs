@@ -117,7 +117,7 @@ pub fn run(cfg: &ClientConfig, out: &mut dyn Write) -> Result<Summary, ClientErr
     let mut conn = Some(stream);
     let start = Instant::now();
     let end = start + cfg.duration;
-    let mut meter = Meter::new(start);
+    let mut meter = Meter::new(start, cfg.mode == Mode::Echo);
     let mut next_tick = start + Duration::from_secs(1);
     let mut echo = Echo {
         seq: 0,
@@ -130,7 +130,7 @@ pub fn run(cfg: &ClientConfig, out: &mut dyn Write) -> Result<Summary, ClientErr
     loop {
         let now = Instant::now();
         if now >= next_tick {
-            let tick = meter.tick(now, cfg.mode == Mode::Echo);
+            let tick = meter.tick(now);
             print_tick(out, cfg, &tick)?;
             next_tick += Duration::from_secs(1);
             if next_tick < now {
@@ -282,8 +282,9 @@ fn print_summary(out: &mut dyn Write, cfg: &ClientConfig, s: &Summary) -> Result
         serde_json::to_string(s).unwrap_or_default()
     } else {
         let ms = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.3}"));
+        let opt = |v: Option<u64>| v.map_or_else(|| "-".to_string(), |v| v.to_string());
         format!(
-            "summary: {} over {} for {:.1} s: {} bytes, {:.2} Mbit/s, {} probes, rtt p50 {} ms max {} ms, max stall {} ms, errors {}",
+            "summary: {} over {} for {:.1} s: {} bytes, {:.2} Mbit/s, {} probes, rtt p50 {} ms max {} ms, max stall {} ms, gap max {} ms p99 {} ms, errors {}",
             s.mode,
             s.proto,
             s.duration_ms as f64 / 1000.0,
@@ -293,6 +294,8 @@ fn print_summary(out: &mut dyn Write, cfg: &ClientConfig, s: &Summary) -> Result
             ms(s.rtt_ms_p50),
             ms(s.rtt_ms_max),
             s.max_stall_ms,
+            opt(s.gap_ms_max),
+            opt(s.gap_ms_p99),
             s.errors
         )
     };
@@ -341,6 +344,15 @@ mod tests {
         assert_eq!(l.len(), 2, "{l:?}");
         assert!(l[0]["rtt_ms"].is_number());
         assert_eq!(l[0]["errors"], 0);
+        // Every answer of the first second closed a gap; the open gap is
+        // shorter than the second.
+        let gaps = l[0]["gaps_ms"].as_array().expect("gaps_ms");
+        assert!(gaps.len() >= 10, "{gaps:?}");
+        assert!(gaps.iter().all(serde_json::Value::is_u64));
+        assert!(l[0]["open_gap_ms"].as_u64() < Some(1000), "{}", l[0]);
+        let max = s.gap_ms_max.expect("gap_ms_max");
+        let p99 = s.gap_ms_p99.expect("gap_ms_p99");
+        assert!(p99 <= max && max <= s.duration_ms, "{s:?}");
         assert_eq!(l[1]["mode"], "echo");
         for key in [
             "duration_ms",
@@ -350,6 +362,8 @@ mod tests {
             "rtt_ms_max",
             "max_stall_ms",
             "errors",
+            "gap_ms_max",
+            "gap_ms_p99",
         ] {
             assert!(l[1].get(key).is_some(), "missing {key}");
         }
@@ -402,6 +416,49 @@ mod tests {
         let s = run(&c, &mut out).unwrap();
         assert!(s.errors >= 1, "{s:?}");
         assert!(s.probes >= 2, "{s:?}");
+    }
+
+    #[test]
+    fn a_freeze_shows_as_one_gap() {
+        // An echo server that answers 20 probes, then freezes for 600 ms
+        // once, then answers again.
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let Some(Ok(mut s)) = l.incoming().next() else {
+                return;
+            };
+            let mut mode = [0u8; 1];
+            if s.read_exact(&mut mode).is_err() {
+                return;
+            }
+            let mut probe = [0u8; PROBE];
+            let mut n = 0;
+            while s.read_exact(&mut probe).is_ok() {
+                n += 1;
+                if n == 20 {
+                    std::thread::sleep(Duration::from_millis(600));
+                }
+                if s.write_all(&probe).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut c = cfg(addr, Mode::Echo, 2500);
+        c.tcp_only = true;
+        c.interval = Duration::from_millis(10);
+        let mut out = Vec::new();
+        let s = run(&c, &mut out).unwrap();
+        assert_eq!(s.errors, 0, "{s:?}");
+        assert!(s.gap_ms_max >= Some(600), "{s:?}");
+        let l = lines(&out);
+        let longest = l
+            .iter()
+            .filter_map(|v| v["gaps_ms"].as_array())
+            .flatten()
+            .filter_map(serde_json::Value::as_u64)
+            .max();
+        assert!(longest >= Some(600), "{l:?}");
     }
 
     #[test]

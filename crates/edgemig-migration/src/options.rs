@@ -4,8 +4,12 @@
 //!
 //! ```json
 //! {"transport": "mptcp", "compression": "zstd:3", "max_downtime_ms": 300,
-//!  "bandwidth_limit_bps": null, "insecure": false, "postcopy": "never"}
+//!  "bandwidth_limit_bps": null, "insecure": false, "postcopy": "never",
+//!  "handoff": true, "multifd_channels": 4}
 //! ```
+//!
+//! `multifd_channels` is left out when not set (the transport's default:
+//! [`crate::plan::MPTCP_MULTIFD_CHANNELS`] with MPTCP, one stream with TCP).
 //!
 //! `compression` uses the same string form as the CLI (`auto`, `none`,
 //! `zstd`, `zstd:LEVEL`) so that a request, a log line and the report all
@@ -24,6 +28,11 @@ pub const MAX_DOWNTIME: Duration = Duration::from_secs(2000);
 pub const MIN_ZSTD_LEVEL: u8 = 1;
 /// Highest zstd level QEMU's `multifd-zstd-level` accepts.
 pub const MAX_ZSTD_LEVEL: u8 = 20;
+/// Fewest multifd channels a request may ask for.
+pub const MIN_MULTIFD_CHANNELS: u8 = 1;
+/// Most multifd channels a request may ask for (the destination refuses
+/// more from a peer).
+pub const MAX_MULTIFD_CHANNELS: u8 = 16;
 
 /// Errors from parsing or validating options.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -46,6 +55,16 @@ pub enum OptionsError {
     /// A bandwidth limit of zero would stall the migration.
     #[error("bandwidth limit must be > 0 bit/s")]
     BandwidthLimit,
+    /// multifd channel count out of range.
+    #[error(
+        "The multifd channel count {0} is out of range {MIN_MULTIFD_CHANNELS}..={MAX_MULTIFD_CHANNELS}"
+    )]
+    MultifdChannels(u8),
+    /// multifd asked for together with postcopy, which QEMU 10.0 refuses.
+    #[error(
+        "The multifd channels cannot be combined with postcopy fallback (QEMU refuses multifd with postcopy)"
+    )]
+    MultifdWithPostcopy,
 }
 
 /// How the migration streams travel between the sites.
@@ -55,8 +74,9 @@ pub enum Transport {
     /// MPTCP over every path, multifd channels, compression as planned.
     #[default]
     Mptcp,
-    /// The plain-QEMU baseline: one TCP connection, no multifd, no
-    /// compression.
+    /// One TCP path: by default the plain-QEMU baseline (one connection, no
+    /// multifd, no compression); with `multifd_channels`, that many TCP
+    /// connections over the same path, compressed as requested.
     Tcp,
 }
 
@@ -195,8 +215,9 @@ pub struct MigrateOptions {
     /// `"tcp"` (plain-QEMU baseline).
     pub transport: Transport,
     /// Compression request: `"auto"` (default), `"none"`, `"zstd"` or
-    /// `"zstd:LEVEL"`; ignored (no compression) with `transport: "tcp"` or
-    /// `postcopy: "fallback"`, which both run without multifd.
+    /// `"zstd:LEVEL"`; applied by the multifd channels, so ignored (no
+    /// compression) when the plan has none: `transport: "tcp"` without
+    /// `multifd_channels`, or `postcopy: "fallback"`.
     pub compression: Compression,
     /// Longest acceptable pause of the guest at switchover (QEMU's
     /// `downtime-limit`); JSON `max_downtime_ms`, default 300.
@@ -214,6 +235,11 @@ pub struct MigrateOptions {
     /// migration (default true); false keeps it behind the tunnel (the
     /// baseline of `edgemig bench handoff`).
     pub handoff: bool,
+    /// multifd channels (1..=16); JSON `multifd_channels`. `None`
+    /// (default) takes the transport's default: 4 with `mptcp`, one stream
+    /// without multifd with `tcp`. Not with `postcopy: "fallback"`.
+    #[serde(rename = "multifd_channels", skip_serializing_if = "Option::is_none")]
+    pub multifd: Option<u8>,
 }
 
 impl Default for MigrateOptions {
@@ -226,6 +252,7 @@ impl Default for MigrateOptions {
             insecure: false,
             postcopy: PostcopyPolicy::default(),
             handoff: true,
+            multifd: None,
         }
     }
 }
@@ -243,6 +270,14 @@ impl MigrateOptions {
             && !(MIN_ZSTD_LEVEL..=MAX_ZSTD_LEVEL).contains(&l)
         {
             return Err(OptionsError::ZstdLevel(l));
+        }
+        if let Some(n) = self.multifd {
+            if !(MIN_MULTIFD_CHANNELS..=MAX_MULTIFD_CHANNELS).contains(&n) {
+                return Err(OptionsError::MultifdChannels(n));
+            }
+            if self.postcopy == PostcopyPolicy::Fallback {
+                return Err(OptionsError::MultifdWithPostcopy);
+            }
         }
         Ok(())
     }

@@ -49,6 +49,7 @@ fn defaults() {
     assert_eq!(o.bandwidth_limit_bps, None);
     assert!(!o.insecure);
     assert_eq!(o.postcopy, PostcopyPolicy::Never);
+    assert_eq!(o.multifd, None);
     assert_eq!(o.validate(), Ok(()));
 }
 
@@ -62,8 +63,11 @@ fn json_round_trip_and_shape() {
         insecure: true,
         postcopy: PostcopyPolicy::Fallback,
         handoff: false,
+        multifd: None,
     };
     let v = serde_json::to_value(&o).unwrap();
+    // Without multifd_channels the field is left out (older agents, which
+    // reject unknown fields, still accept the request).
     assert_eq!(
         v,
         serde_json::json!({
@@ -72,6 +76,15 @@ fn json_round_trip_and_shape() {
             "handoff": false
         })
     );
+    let back: MigrateOptions = serde_json::from_value(v).unwrap();
+    assert_eq!(back, o);
+    let o = MigrateOptions {
+        multifd: Some(4),
+        postcopy: PostcopyPolicy::Never,
+        ..o
+    };
+    let v = serde_json::to_value(&o).unwrap();
+    assert_eq!(v["multifd_channels"], 4);
     let back: MigrateOptions = serde_json::from_value(v).unwrap();
     assert_eq!(back, o);
 }
@@ -102,4 +115,12 @@ fn validate_rejects_bad_ranges() {
     o.bandwidth_limit_bps = None;
     o.compression = Compression::Zstd { level: Some(30) };
     assert_eq!(o.validate(), Err(OptionsError::ZstdLevel(30)));
+    o.compression = Compression::Auto;
+    for (n, ok) in [(0u8, false), (1, true), (16, true), (17, false)] {
+        o.multifd = Some(n);
+        assert_eq!(o.validate().is_ok(), ok, "{n}");
+    }
+    o.multifd = Some(4);
+    o.postcopy = PostcopyPolicy::Fallback;
+    assert_eq!(o.validate(), Err(OptionsError::MultifdWithPostcopy));
 }

@@ -9,9 +9,20 @@
 //! | transport / postcopy | multifd | compression | auto-converge | postcopy-ram |
 //! |---|---|---|---|---|
 //! | `tcp` (baseline), never | no | none | no | no |
+//! | `tcp` + `multifd_channels: N`, never | N channels over the one path | per request / model | no | no |
 //! | `tcp`, fallback | no | none | no | yes |
-//! | `mptcp`, never | [`MPTCP_MULTIFD_CHANNELS`] | per model | yes | no |
+//! | `mptcp`, never | `multifd_channels`, else [`MPTCP_MULTIFD_CHANNELS`] | per request / model | yes | no |
 //! | `mptcp`, fallback | no (QEMU 10.0 refuses multifd + postcopy) | none | yes | yes |
+//!
+//! The bandwidth a plan counts on is the sum of the known path rates with
+//! `mptcp` and the first path's rate with `tcp` (one TCP connection, or a
+//! few over the same path, use one path: the one the peer's address is
+//! on, listed first). The `auto` compression model and QEMU's
+//! `avail-switchover-bandwidth` (bytes/s: QEMU then decides when the rest
+//! fits in `downtime-limit` from this rate instead of its own estimate)
+//! use it; `avail-switchover-bandwidth` is left at QEMU's default (0: its
+//! own estimate) when no path rate is known, and never exceeds a user's
+//! `bandwidth_limit_bps`.
 
 use crate::compression::{CompressionInputs, choose_compression};
 use crate::options::{Compression, MigrateOptions, PostcopyPolicy, Transport};
@@ -70,6 +81,15 @@ impl HostEnv {
             .fold(0u64, |a, b| a.saturating_add(*b));
         (sum > 0).then_some(sum)
     }
+
+    /// Bandwidth (bit/s) the transport can use, or `None` if not known: all
+    /// paths with MPTCP, the first path with TCP.
+    pub fn usable_bps(&self, transport: Transport) -> Option<u64> {
+        match transport {
+            Transport::Mptcp => self.aggregate_bps(),
+            Transport::Tcp => self.path_bandwidth_bps.first().copied().filter(|b| *b > 0),
+        }
+    }
 }
 
 /// Everything edgemig tells QEMU about one migration.
@@ -85,6 +105,10 @@ pub struct MigrationPlan {
     pub max_bandwidth_bps: u64,
     /// QEMU's `downtime-limit`, ms.
     pub downtime_limit_ms: u64,
+    /// QEMU's `avail-switchover-bandwidth` in bit/s (the parameter is this
+    /// / 8); `None` leaves QEMU's own estimate (no path rate known).
+    #[serde(default)]
+    pub switchover_bandwidth_bps: Option<u64>,
     /// Whether `auto-converge` is on from the start.
     pub auto_converge: bool,
     /// Whether postcopy may be started (`postcopy-ram` capability on).
@@ -122,30 +146,36 @@ impl MigrationPlan {
 pub fn plan_migration(opts: &MigrateOptions, env: &HostEnv) -> MigrationPlan {
     let mut rationale = Vec::new();
     let postcopy_allowed = opts.postcopy == PostcopyPolicy::Fallback;
-    let aggregate = env.aggregate_bps().unwrap_or_else(|| {
+    let known = env.usable_bps(opts.transport);
+    let usable = known.unwrap_or_else(|| {
         rationale.push(format!(
             "no path bandwidth known: assuming {} Mbit/s",
             UNKNOWN_BANDWIDTH_BPS / 1_000_000
         ));
         UNKNOWN_BANDWIDTH_BPS
     });
+    let aggregate = env.aggregate_bps().unwrap_or(UNKNOWN_BANDWIDTH_BPS);
 
-    let multifd_channels = match (opts.transport, postcopy_allowed) {
-        (Transport::Tcp, _) => {
+    let multifd_channels = match (opts.transport, postcopy_allowed, opts.multifd) {
+        (_, true, _) => {
+            rationale.push(format!(
+                "postcopy fallback: QEMU 10.0 refuses multifd with postcopy, one {} stream",
+                opts.transport
+            ));
+            None
+        }
+        (Transport::Tcp, false, None) => {
             rationale.push("tcp baseline: one stream, no multifd".into());
             None
         }
-        (Transport::Mptcp, true) => {
-            rationale.push(
-                "postcopy fallback: QEMU 10.0 refuses multifd with postcopy, one MPTCP stream"
-                    .into(),
-            );
-            None
+        (Transport::Tcp, false, Some(n)) => {
+            rationale.push(format!("tcp: {n} multifd channels over one path"));
+            Some(n)
         }
-        (Transport::Mptcp, false) => Some(MPTCP_MULTIFD_CHANNELS),
+        (Transport::Mptcp, false, requested) => Some(requested.unwrap_or(MPTCP_MULTIFD_CHANNELS)),
     };
 
-    let compression = plan_compression(opts.compression, multifd_channels, aggregate, env);
+    let compression = plan_compression(opts.compression, multifd_channels, usable, env);
     rationale.push(compression.1);
     let compression = compression.0;
 
@@ -157,6 +187,16 @@ pub fn plan_migration(opts: &MigrateOptions, env: &HostEnv) -> MigrationPlan {
         }
         None => ((aggregate as f64 * MAX_BANDWIDTH_HEADROOM) as u64).max(MAX_BANDWIDTH_FLOOR_BPS),
     };
+    let switchover_bandwidth_bps = known.map(|bps| match opts.bandwidth_limit_bps {
+        Some(limit) => bps.min(limit),
+        None => bps,
+    });
+    if let Some(bps) = switchover_bandwidth_bps {
+        rationale.push(format!(
+            "switchover decided at {} Mbit/s (the paths' rate)",
+            bps / 1_000_000
+        ));
+    }
     let downtime_limit_ms = u64::try_from(opts.max_downtime.as_millis())
         .unwrap_or(u64::MAX)
         .max(1);
@@ -171,6 +211,9 @@ pub fn plan_migration(opts: &MigrateOptions, env: &HostEnv) -> MigrationPlan {
     let mut p = Map::new();
     p.insert("max-bandwidth".into(), json!(max_bandwidth_bps / 8));
     p.insert("downtime-limit".into(), json!(downtime_limit_ms));
+    if let Some(bps) = switchover_bandwidth_bps {
+        p.insert("avail-switchover-bandwidth".into(), json!(bps / 8));
+    }
     if let Some(ch) = multifd_channels {
         p.insert("multifd-channels".into(), json!(ch));
         match compression {
@@ -197,6 +240,7 @@ pub fn plan_migration(opts: &MigrateOptions, env: &HostEnv) -> MigrationPlan {
         compression,
         max_bandwidth_bps,
         downtime_limit_ms,
+        switchover_bandwidth_bps,
         auto_converge,
         postcopy_allowed,
         capabilities,
@@ -210,7 +254,7 @@ pub fn plan_migration(opts: &MigrateOptions, env: &HostEnv) -> MigrationPlan {
 fn plan_compression(
     requested: Compression,
     channels: Option<u8>,
-    aggregate_bps: u64,
+    usable_bps: u64,
     env: &HostEnv,
 ) -> (PlannedCompression, String) {
     let Some(channels) = channels else {
@@ -220,7 +264,7 @@ fn plan_compression(
         );
     };
     let inputs = CompressionInputs {
-        aggregate_bps,
+        aggregate_bps: usable_bps,
         spare_cores: env.spare_cores,
         channels,
     };
@@ -234,7 +278,7 @@ fn plan_compression(
             format!("zstd:{level} requested"),
         ),
         Compression::Zstd { level: None } => {
-            let start = crate::compression::level_for_bandwidth(aggregate_bps);
+            let start = crate::compression::level_for_bandwidth(usable_bps);
             let level = crate::compression::fastest_sufficient_level(start, &inputs).unwrap_or(1);
             (
                 PlannedCompression::Zstd { level },

@@ -175,3 +175,93 @@ fn planning_is_deterministic() {
     let b = plan_migration(&MigrateOptions::default(), &testbed());
     assert_eq!(a, b);
 }
+
+#[test]
+fn tcp_honours_multifd_and_compresses_for_one_path() {
+    let opts = MigrateOptions {
+        transport: Transport::Tcp,
+        multifd: Some(4),
+        compression: Compression::Zstd { level: None },
+        ..Default::default()
+    };
+    let plan = plan_migration(&opts, &testbed());
+    assert_eq!(plan.multifd_channels, Some(4));
+    assert_eq!(plan.capability("multifd"), Some(true));
+    // One TCP path is slower than both: the model picks its level for 50
+    // Mbit/s, not for the 100 Mbit/s aggregate.
+    let one_path = plan_migration(
+        &MigrateOptions {
+            transport: Transport::Mptcp,
+            ..opts.clone()
+        },
+        &env(&[50_000_000], 1.0),
+    );
+    assert_eq!(plan.compression, one_path.compression);
+    assert!(matches!(plan.compression, PlannedCompression::Zstd { .. }));
+    let p = &plan.parameters;
+    assert_eq!(p["multifd-channels"], 4);
+    assert_eq!(p["multifd-compression"], "zstd");
+    // Still the single-path QEMU setup otherwise: no auto-converge.
+    assert_eq!(plan.capability("auto-converge"), Some(false));
+    assert!(p.get("cpu-throttle-initial").is_none());
+    // Without compression: multifd only.
+    let plain = plan_migration(
+        &MigrateOptions {
+            compression: Compression::None,
+            multifd: Some(2),
+            ..opts
+        },
+        &testbed(),
+    );
+    assert_eq!(plain.multifd_channels, Some(2));
+    assert_eq!(plain.compression, PlannedCompression::None);
+    assert_eq!(plain.parameters["multifd-compression"], "none");
+}
+
+#[test]
+fn mptcp_multifd_count_can_be_chosen() {
+    let opts = MigrateOptions {
+        multifd: Some(8),
+        ..Default::default()
+    };
+    let plan = plan_migration(&opts, &testbed());
+    assert_eq!(plan.multifd_channels, Some(8));
+    assert_eq!(plan.parameters["multifd-channels"], 8);
+    // A request for multifd never overrides the postcopy fallback (the
+    // options' validation refuses the pair; the plan stays safe anyway).
+    let plan = plan_migration(
+        &MigrateOptions {
+            postcopy: PostcopyPolicy::Fallback,
+            ..opts
+        },
+        &testbed(),
+    );
+    assert_eq!(plan.multifd_channels, None);
+    assert_eq!(plan.capability("multifd"), Some(false));
+}
+
+#[test]
+fn switchover_bandwidth_is_the_paths_rate_in_bytes() {
+    // MPTCP: the aggregate of both paths.
+    let plan = plan_migration(&MigrateOptions::default(), &testbed());
+    assert_eq!(plan.switchover_bandwidth_bps, Some(100_000_000));
+    assert_eq!(plan.parameters["avail-switchover-bandwidth"], 12_500_000);
+    // TCP: the first path only.
+    let tcp = MigrateOptions {
+        transport: Transport::Tcp,
+        ..Default::default()
+    };
+    let plan = plan_migration(&tcp, &env(&[50_000_000, 20_000_000], 1.0));
+    assert_eq!(plan.parameters["avail-switchover-bandwidth"], 6_250_000);
+    // A user's limit caps it.
+    let limited = MigrateOptions {
+        bandwidth_limit_bps: Some(40_000_000),
+        ..Default::default()
+    };
+    let plan = plan_migration(&limited, &testbed());
+    assert_eq!(plan.parameters["avail-switchover-bandwidth"], 5_000_000);
+    // Unknown rates: QEMU keeps its own estimate.
+    let plan = plan_migration(&MigrateOptions::default(), &env(&[], 1.0));
+    assert_eq!(plan.switchover_bandwidth_bps, None);
+    assert!(plan.parameters.get("avail-switchover-bandwidth").is_none());
+}

@@ -56,6 +56,10 @@ pub struct MigrateArgs {
     /// Keep the VM's address behind the tunnel (no handoff to the new site).
     #[arg(long)]
     pub no_handoff: bool,
+    /// multifd channels, 1 to 16 [default: 4 with mptcp, none with tcp]; with
+    /// `--transport tcp` they all use the one path and compression applies.
+    #[arg(long)]
+    pub multifd: Option<u8>,
 }
 
 /// The migration ended without success.
@@ -76,6 +80,7 @@ fn options(args: &MigrateArgs) -> anyhow::Result<MigrateOptions> {
         insecure: args.insecure,
         handoff: !args.no_handoff,
         postcopy: args.postcopy.parse()?,
+        multifd: args.multifd,
         ..MigrateOptions::default()
     };
     if let Some(limit) = &args.bandwidth_limit {
