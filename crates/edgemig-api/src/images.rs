@@ -89,8 +89,9 @@ pub struct ImagePushReport {
     pub to: String,
     /// The destination held it already: nothing was sent.
     pub already_present: bool,
-    /// Bytes of the image file the destination held before this push (a
-    /// push cut earlier resumes there).
+    /// The furthest byte of the file a (re)started attempt of this push
+    /// began at: what an earlier, cut push or attempt had already moved
+    /// (0 when everything was sent in one go).
     pub resumed_from: u64,
     /// Bytes of the file (what the destination now holds).
     pub file_bytes: u64,

@@ -1,13 +1,16 @@
 //! Base images: a VM's data disk as an overlay on a content-addressed base
 //! image; a migration to a site holding the same base sends only the top
 //! layer (`sync: top`), to a site without it the whole disk; a destination
-//! without room for the disk refuses before anything moves.
+//! without room for the disk refuses before anything moves; the follow
+//! policy's cost of a move counts the base image while the destination
+//! lacks it.
 
 use std::process::Output;
+use std::time::Duration;
 
 use edgemig::exit;
 use edgemig_bench::base_image::{BaseImageSpec, write_base_image};
-use edgemig_testkit::{SmallTmpfs, TestTestbed, two_sites};
+use edgemig_testkit::{SmallTmpfs, TestTestbed, two_sites, wait_until};
 use serde_json::Value;
 
 fn cli_path() -> &'static std::path::Path {
@@ -192,4 +195,62 @@ fn disks_over_base_images_move_their_top_layer_only_where_the_base_is_cached() {
     assert!(vm["base_image"].is_null(), "{vm}");
     verify(&tb, "site-b", "full", "0", "9");
     verify(&tb, "site-b", "full", "16", "3");
+}
+
+/// The last cost estimate for moving `vm` to `site` that the follow
+/// controller of site-a recorded, and how many decisions it recorded.
+fn recorded_cost(tb: &TestTestbed, vm: &str, site: &str) -> Option<(u64, usize)> {
+    let path = tb
+        .site_state_dir("site-a")
+        .join("follow")
+        .join(format!("{vm}.jsonl"));
+    let text = std::fs::read_to_string(path).ok()?;
+    let lines: Vec<Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let bytes = lines.last()?["observation"]["migration_cost"][site]["bytes"].as_u64()?;
+    Some((bytes, lines.len()))
+}
+
+#[test]
+fn the_follow_cost_counts_a_base_image_only_while_the_destination_lacks_it() {
+    let tb = TestTestbed::new(cli_path());
+    let config = format!(
+        "directory = \"embedded\"\n{}",
+        two_sites("200mbit", "1ms", None, false)
+    );
+    tb.up(Some(&config));
+    import_base(&tb, &["site-a"], "staged", 4);
+    disk_vm(&tb, "mover", "staged");
+    let shown = tb.site_json(
+        "site-a",
+        &["vm", "policy", "mover", "follow", "--hold", "1h"],
+    );
+    assert_eq!(shown["policy"]["spec"]["mode"], "follow", "{shown}");
+
+    let (lacking, decisions) =
+        wait_until("a first follow decision", Duration::from_secs(60), || {
+            recorded_cost(&tb, "mover", "site-b")
+        })
+        .unwrap();
+
+    let pushed = tb.site_json("site-a", &["image", "push", "staged", "--to", "site-b"]);
+    assert_eq!(pushed["already_present"], false, "{pushed}");
+    // The decision after the next one surely began after the push.
+    let (holding, _) = wait_until("a decision after the push", Duration::from_secs(60), || {
+        recorded_cost(&tb, "mover", "site-b").filter(|(_, n)| *n > decisions + 1)
+    })
+    .unwrap();
+    assert!(
+        holding >= 128 * MIB,
+        "the cost leaves out the VM's memory: {holding} bytes"
+    );
+    assert!(
+        lacking >= holding + 8 * MIB,
+        "the image's 8 MiB of data should count only while site-b lacks it: \
+         {lacking} bytes before the push, {holding} after"
+    );
+    let vm = tb.site_json("site-a", &["vm", "show", "mover"]);
+    assert_eq!(vm["state"], "running", "the VM moved: {vm}");
 }

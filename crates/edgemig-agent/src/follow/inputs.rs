@@ -8,6 +8,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use axum::http::Method;
+use edgemig_api::peer::PeerImageStatus;
 use edgemig_api::policy::{MAX_PROBE_TARGETS, ProbeReply, ProbeRequest};
 use edgemig_guest_proto::{GuestReply, GuestRequest, NetReport};
 use edgemig_pki::PeerClient;
@@ -102,26 +103,64 @@ impl Manager {
             .collect()
     }
 
-    /// What moving `record` to each peer site would cost: its memory plus
-    /// its disk's top layer over the site's migration paths.
-    pub(crate) fn migration_costs(&self, record: &VmRecord) -> BTreeMap<String, CostEstimate> {
-        let disk = record.disk_mib.map_or(0, |_| {
-            crate::images::allocated_bytes(&self.files(&record.name).data_disk())
-        });
+    /// What moving `record` to each peer site would cost: its memory, the
+    /// top layer of each of its disks, and each cached image under a disk
+    /// that the peer does not hold (the whole disk travels then). A peer
+    /// that cannot be asked is taken to hold nothing.
+    pub(crate) async fn migration_costs(
+        &self,
+        record: &VmRecord,
+    ) -> BTreeMap<String, CostEstimate> {
+        let files = self.files(&record.name);
+        let disks = record.disks();
+        let own: u64 = disks
+            .iter()
+            .map(|d| crate::images::allocated_bytes(&files.disk(d.role)))
+            .sum();
+        let images: Vec<(String, u64)> = disks
+            .iter()
+            .filter_map(|d| d.base.clone())
+            .filter_map(|digest| {
+                let cached = self.images.get(&digest)?;
+                Some((digest, crate::images::allocated_bytes(&cached.path)))
+            })
+            .collect();
         let mbit: f64 = self
             .config
             .migration_path_mbit
             .iter()
             .map(|m| *m as f64)
             .sum();
-        let estimate = CostEstimate {
-            bytes: (record.memory_mib << 20) + disk,
-            path_mbit: if mbit > 0.0 { mbit } else { DEFAULT_PATH_MBIT },
+        let path_mbit = if mbit > 0.0 { mbit } else { DEFAULT_PATH_MBIT };
+        let mut costs = BTreeMap::new();
+        for peer in &self.config.peers {
+            let mut bytes = (record.memory_mib << 20) + own;
+            for (digest, image_bytes) in &images {
+                if !self.peer_holds_image(&peer.site, digest).await {
+                    bytes += image_bytes;
+                }
+            }
+            costs.insert(peer.site.clone(), CostEstimate { bytes, path_mbit });
+        }
+        costs
+    }
+
+    /// Whether site `site` has image `digest` in its cache (false when it
+    /// cannot be asked).
+    async fn peer_holds_image(&self, site: &str, digest: &str) -> bool {
+        let Ok(client) = self.peer_client_for(site) else {
+            return false;
         };
-        self.config
-            .peers
-            .iter()
-            .map(|p| (p.site.clone(), estimate))
-            .collect()
+        let path = format!("/v1/peer/images/{digest}");
+        match client
+            .request_json::<_, PeerImageStatus>(Method::GET, &path, None::<&()>, REQUEST_TIMEOUT)
+            .await
+        {
+            Ok(status) => status.present,
+            Err(e) => {
+                tracing::debug!(site, digest, error = %crate::http::chain(&e), "cannot ask a peer for an image; counting it");
+                false
+            }
+        }
     }
 }

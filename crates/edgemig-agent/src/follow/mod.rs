@@ -183,7 +183,7 @@ impl Manager {
             current_site: self.config.site.clone(),
             migration_in_progress: false,
             clients: self.site_distances(&clients).await,
-            migration_cost: self.migration_costs(record),
+            migration_cost: self.migration_costs(record).await,
         };
         // Apply the decision to the freshest record (the policy may have
         // been replaced meanwhile: the last one stands).

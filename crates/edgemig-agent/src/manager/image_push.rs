@@ -90,9 +90,25 @@ fn retryable(e: &PeerError) -> bool {
     )
 }
 
+/// A peer's refusal keeps its kind (a full site is a conflict, not an
+/// outage); a failed exchange is the peer being unavailable.
 fn peer_err(site: &str) -> impl FnOnce(PeerError) -> ManagerError {
     let site = site.to_string();
-    move |e| ManagerError::Unavailable(format!("Site {site}: {}", crate::http::chain(&e)))
+    move |e| match e {
+        PeerError::Api {
+            status, message, ..
+        } => {
+            let message = format!("Site {site} refused: {message}");
+            match status {
+                400 | 422 => ManagerError::Invalid(message),
+                403 => ManagerError::Forbidden(message),
+                404 => ManagerError::Missing(message),
+                409 => ManagerError::Conflict(message),
+                _ => ManagerError::Unavailable(message),
+            }
+        }
+        e => ManagerError::Unavailable(format!("Site {site}: {}", crate::http::chain(&e))),
+    }
 }
 
 impl Manager {
@@ -155,9 +171,9 @@ impl Manager {
                 if status.present {
                     return Ok(Some(status));
                 }
-                if report.attempts == 1 {
-                    report.resumed_from = status.partial_bytes;
-                }
+                // Where this attempt starts: what an earlier push, or an
+                // earlier attempt of this one, left there.
+                report.resumed_from = report.resumed_from.max(status.partial_bytes);
                 self.upload(
                     &client,
                     &cached,
