@@ -1,9 +1,12 @@
 //! `edgemig bench handoff`: what a client gets from the network handoff.
 //! A VM at the first site serves alice; it moves to the second site with
 //! the handoff and, in the same run, without it (its address stays behind
-//! the tunnel). Measured: alice's session survival and longest stall, her
-//! RTT and bulk throughput before and 10 s after, and the direct path to
-//! the destination site as the reference.
+//! the tunnel). Measured: alice's session survival and stall (10 ms echo
+//! probes), her RTT and bulk throughput before and 10 s after, and two
+//! references: the direct path to the destination site's host, and the
+//! same kind of VM (TCG, same size, same guest agent) served at the
+//! destination site from the start, so the handoff is judged against what
+//! a VM there gives and not against TCG's own cost.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -16,7 +19,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::links::Cleanup;
-use crate::session::Session;
+use crate::session::{Session, Stall};
 use crate::tools::{ToolError, TrafficTool};
 
 /// Errors of the benchmark.
@@ -68,8 +71,11 @@ pub struct HandoffReport {
     pub survived: bool,
     /// Connection errors the client saw (all runs).
     pub errors: u64,
-    /// Longest time without an answered probe around the handoff.
+    /// Longest time without an answered probe over the session of the
+    /// migration with handoff (10 ms probes, ms resolution).
     pub max_stall_ms: u64,
+    /// The 99th percentile of that session's gaps between answers, ms.
+    pub stall_p99_ms: u64,
     /// RTT to the VM before the migration.
     pub rtt_before_ms: f64,
     /// RTT to the VM 10 s after the migration, with handoff.
@@ -86,12 +92,18 @@ pub struct HandoffReport {
     pub mbit_no_handoff: f64,
     /// RTT to the VM 10 s after a migration without handoff.
     pub rtt_no_handoff_ms: f64,
+    /// RTT to a VM of the same kind running at the destination site from
+    /// the start (measured like `rtt_after_ms`, after the migration).
+    pub rtt_reference_vm_ms: f64,
+    /// Bulk throughput from that VM.
+    pub mbit_reference_vm: f64,
 }
 
 struct Run {
     survived: bool,
     errors: u64,
-    stall_ms: u64,
+    stall: Stall,
+    reference: Option<(f64, f64)>,
     rtt_before: f64,
     rtt_after: f64,
     mbit_before: f64,
@@ -114,7 +126,8 @@ pub async fn run_handoff_bench(opts: &HandoffOptions) -> Result<HandoffReport, H
         runs: 1,
         survived: with.survived && without.survived,
         errors: with.errors + without.errors,
-        max_stall_ms: with.stall_ms,
+        max_stall_ms: with.stall.max_ms,
+        stall_p99_ms: with.stall.p99_ms,
         rtt_before_ms: with.rtt_before,
         rtt_after_ms: with.rtt_after,
         rtt_direct_ms: with.rtt_direct,
@@ -123,6 +136,8 @@ pub async fn run_handoff_bench(opts: &HandoffOptions) -> Result<HandoffReport, H
         mbit_direct: with.mbit_direct,
         mbit_no_handoff: without.mbit_after,
         rtt_no_handoff_ms: without.rtt_after,
+        rtt_reference_vm_ms: with.reference.map_or(f64::NAN, |r| r.0),
+        mbit_reference_vm: with.reference.map_or(f64::NAN, |r| r.1),
     })
 }
 
@@ -200,6 +215,14 @@ async fn run_once(opts: &HandoffOptions, handoff: bool) -> Result<Run, HandoffBe
         })
         .await?;
     a.start_vm(vm).await?;
+    // The reference VM boots meanwhile (only in the run with the handoff).
+    let reference = if handoff {
+        let created = b.create_vm(&reference_vm()).await?;
+        b.start_vm(REFERENCE_VM).await?;
+        Some(created)
+    } else {
+        None
+    };
     a.guest(vm, &GuestRequest::Hello).await?;
     let old_ip = created.nics[0]
         .address
@@ -210,15 +233,7 @@ async fn run_once(opts: &HandoffOptions, handoff: bool) -> Result<Run, HandoffBe
         .unwrap_or_default()
         .to_string();
     let old = format!("{old_ip}:{SERVICE_PORT}");
-    let mut reach = Err(ToolError::Summary("not tried".into()));
-    for _ in 0..50 {
-        reach = tool.client(&client_ns, &old, "echo", 0.5, false);
-        if reach.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    reach?;
+    reachable(&tool, &client_ns, &old).await?;
     let session = Session::start(&tool, &client_ns, &old).map_err(HandoffBenchError::Spawn)?;
     let mbit_before = tool.client(&client_ns, &old, "bulk", opts.seconds, false)?["mbit"]
         .as_f64()
@@ -257,7 +272,7 @@ async fn run_once(opts: &HandoffOptions, handoff: bool) -> Result<Run, HandoffBe
     let survived =
         session.errors() == 0 && session.snapshot().last().is_some_and(|(t, _)| *t > window);
     let errors = session.errors();
-    let stall_ms = session.max_stall_ms();
+    let stall = session.stall();
     drop(session);
     // A handoff that timed out retired the old address as well.
     let target = match report
@@ -275,10 +290,36 @@ async fn run_once(opts: &HandoffOptions, handoff: bool) -> Result<Run, HandoffBe
         .as_f64()
         .unwrap_or(0.0);
     let _ = b.vm(vm).await?;
+    let reference = match reference {
+        Some(created) => {
+            b.guest(REFERENCE_VM, &GuestRequest::Hello).await?;
+            let ip = created
+                .nics
+                .first()
+                .and_then(|n| n.address.as_deref())
+                .and_then(|a| a.split('/').next())
+                .unwrap_or_default()
+                .to_string();
+            let target = format!("{ip}:{SERVICE_PORT}");
+            reachable(&tool, &client_ns, &target).await?;
+            let session =
+                Session::start(&tool, &client_ns, &target).map_err(HandoffBenchError::Spawn)?;
+            tokio::time::sleep(Duration::from_secs(4)).await;
+            let rtt = session.rtt_between(session.started, Instant::now());
+            drop(session);
+            let mbit = tool.client(&client_ns, &target, "bulk", opts.seconds, false)?["mbit"]
+                .as_f64()
+                .unwrap_or(0.0);
+            let _ = b.stop_vm(REFERENCE_VM).await;
+            Some((rtt, mbit))
+        }
+        None => None,
+    };
     Ok(Run {
         survived,
         errors,
-        stall_ms,
+        stall,
+        reference,
         rtt_before,
         rtt_after,
         mbit_before,
@@ -286,4 +327,34 @@ async fn run_once(opts: &HandoffOptions, handoff: bool) -> Result<Run, HandoffBe
         rtt_direct,
         mbit_direct,
     })
+}
+
+/// Name of the reference VM at the destination site.
+const REFERENCE_VM: &str = "ref";
+
+/// The reference VM: the same kind as the migrated one.
+fn reference_vm() -> VmCreate {
+    VmCreate {
+        name: REFERENCE_VM.into(),
+        memory_mib: 128,
+        vcpus: 1,
+        disk_mib: None,
+        base_image: None,
+        image: None,
+        firmware: None,
+        mptcp_apps: Default::default(),
+    }
+}
+
+/// Waits until the echo service at `target` answers from `netns`.
+async fn reachable(tool: &TrafficTool, netns: &str, target: &str) -> Result<(), ToolError> {
+    let mut reach = Err(ToolError::Summary("not tried".into()));
+    for _ in 0..50 {
+        reach = tool.client(netns, target, "echo", 0.5, false);
+        if reach.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    reach.map(|_| ())
 }

@@ -10,6 +10,7 @@ pub mod handoff;
 pub mod links;
 pub mod migrate;
 pub mod paper;
+pub mod runner;
 pub mod session;
 pub mod tools;
 

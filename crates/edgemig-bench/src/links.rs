@@ -1,12 +1,19 @@
 //! `edgemig bench links`: does the testbed's link emulator deliver what it
 //! is configured for? Per path: TCP bulk throughput vs the configured rate,
-//! idle RTT vs twice the delay, the emulator's CPU per 100 Mbit/s; and MPTCP
-//! over all paths vs TCP over one, measured in the same run.
+//! idle RTT vs twice the delay, the emulator's CPU per 100 Mbit/s; MPTCP
+//! over all paths vs TCP over one, measured in the same run; and the same
+//! per-path rate and RTT again while a TCG guest keeps a core busy (its
+//! memory writer flat out), as during a benchmark's migration. Each path is
+//! judged against the tolerances [`RATE_TOLERANCE_PCT`] and
+//! [`RTT_TOLERANCE_MS`].
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+use edgemig_api::{ApiClient, VmCreate};
+use edgemig_guest_proto::GuestRequest;
+use edgemig_testbed::state::TestbedState;
 use edgemig_testbed::units::{parse_duration, parse_rate};
 use edgemig_testbed::{TestbedConfig, UpOptions, plan};
 use serde::Serialize;
@@ -16,6 +23,17 @@ use crate::tools::{ToolError, TrafficTool};
 
 /// Port of the traffic servers the benchmark starts.
 const PORT: u16 = 7100;
+
+/// Largest accepted difference of a path's TCP goodput from its configured
+/// rate, percent.
+pub const RATE_TOLERANCE_PCT: f64 = 5.0;
+
+/// Largest accepted difference of a path's idle RTT from twice its
+/// configured delay, ms.
+pub const RTT_TOLERANCE_MS: f64 = 0.5;
+
+/// The busy guest: RAM and the memory writer's working set, MiB.
+const BUSY_GUEST_MIB: (u64, u32) = (128, 64);
 
 /// Errors of the benchmark.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +47,9 @@ pub enum LinksError {
     /// The config has no path to measure.
     #[error("The config has no [[path]] to measure")]
     NoPath,
+    /// An agent request for the busy guest failed.
+    #[error("Agent request for the busy guest failed")]
+    Api(#[from] edgemig_api::ClientError),
 }
 
 /// What to run.
@@ -48,6 +69,8 @@ pub struct LinksOptions {
     pub image_dir: PathBuf,
     /// The traffic tool (`edgemig-guest`).
     pub tool: PathBuf,
+    /// Measure the paths again while a TCG guest keeps a core busy.
+    pub loaded: bool,
 }
 
 /// One path's numbers.
@@ -63,6 +86,55 @@ pub struct PathResult {
     pub delay_ms: f64,
     /// Median idle RTT measured.
     pub rtt_ms: f64,
+    /// `measured_mbit` against `rate_mbit`, percent (negative: slower).
+    pub rate_error_pct: f64,
+    /// `rtt_ms` minus twice `delay_ms`.
+    pub rtt_excess_ms: f64,
+    /// Whether both are within the tolerances ([`RATE_TOLERANCE_PCT`],
+    /// [`RTT_TOLERANCE_MS`]).
+    pub within_tolerance: bool,
+}
+
+impl PathResult {
+    fn new(name: &str, rate_mbit: f64, measured_mbit: f64, delay_ms: f64, rtt_ms: f64) -> Self {
+        let rate_error_pct = if rate_mbit > 0.0 {
+            100.0 * (measured_mbit / rate_mbit - 1.0)
+        } else {
+            f64::NAN
+        };
+        let rtt_excess_ms = rtt_ms - 2.0 * delay_ms;
+        Self {
+            name: name.to_string(),
+            rate_mbit,
+            measured_mbit,
+            delay_ms,
+            rtt_ms,
+            rate_error_pct,
+            rtt_excess_ms,
+            within_tolerance: rate_error_pct.abs() <= RATE_TOLERANCE_PCT
+                && rtt_excess_ms.abs() <= RTT_TOLERANCE_MS,
+        }
+    }
+}
+
+/// The tolerances each path is judged against.
+#[derive(Debug, Clone, Serialize)]
+pub struct Tolerances {
+    /// [`RATE_TOLERANCE_PCT`].
+    pub rate_pct: f64,
+    /// [`RTT_TOLERANCE_MS`].
+    pub rtt_ms: f64,
+}
+
+/// The paths measured again while a TCG guest keeps a core busy.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoadedRun {
+    /// What kept the core busy, in words.
+    pub guest: String,
+    /// CPU its QEMU process used meanwhile, in cores (about 1 when busy).
+    pub guest_cpu_cores: f64,
+    /// Per path, measured as in the idle run.
+    pub paths: Vec<PathResult>,
 }
 
 /// One configuration's numbers (field names are a contract).
@@ -90,6 +162,11 @@ pub struct LinksReport {
     pub sweep: Vec<LinksSweepPoint>,
     /// Seconds per throughput measurement.
     pub seconds: f64,
+    /// The config's paths measured again with a busy TCG guest (`null`
+    /// when not asked for).
+    pub loaded: Option<LoadedRun>,
+    /// The tolerances of `within_tolerance`.
+    pub tolerances: Tolerances,
 }
 
 /// One sweep point.
@@ -133,7 +210,7 @@ impl Drop for Cleanup {
 
 /// Runs the benchmark.
 pub async fn run_links(opts: &LinksOptions) -> Result<LinksReport, LinksError> {
-    let main = run_one(opts, &opts.config).await?;
+    let (main, loaded) = run_one(opts, &opts.config, opts.loaded).await?;
     let mut sweep = Vec::new();
     for &mbit in &opts.sweep_mbit {
         let mut config = opts.config.clone();
@@ -142,17 +219,26 @@ pub async fn run_links(opts: &LinksOptions) -> Result<LinksReport, LinksError> {
         }
         sweep.push(LinksSweepPoint {
             path_rate_mbit: mbit,
-            run: run_one(opts, &config).await?,
+            run: run_one(opts, &config, false).await?.0,
         });
     }
     Ok(LinksReport {
         main,
         sweep,
         seconds: opts.seconds,
+        loaded,
+        tolerances: Tolerances {
+            rate_pct: RATE_TOLERANCE_PCT,
+            rtt_ms: RTT_TOLERANCE_MS,
+        },
     })
 }
 
-async fn run_one(opts: &LinksOptions, config: &TestbedConfig) -> Result<LinksRun, LinksError> {
+async fn run_one(
+    opts: &LinksOptions,
+    config: &TestbedConfig,
+    loaded: bool,
+) -> Result<(LinksRun, Option<LoadedRun>), LinksError> {
     if config.paths.is_empty() {
         return Err(LinksError::NoPath);
     }
@@ -184,41 +270,11 @@ async fn run_one(opts: &LinksOptions, config: &TestbedConfig) -> Result<LinksRun
     let first_target = format!("{}:{PORT}", first.b.addr.addr());
     wait_listening(&tool, &first.a.netns, &first_target).await?;
 
-    let mut paths = Vec::new();
-    let mut cpu_per_100 = Vec::new();
-    for p in &plan.paths {
-        let target = format!("{}:{PORT}", p.b.addr.addr());
-        let echo = tool.client(&p.a.netns, &target, "echo", 2.0, true)?;
-        let emulator = state
-            .processes
-            .iter()
-            .find(|r| r.role == format!("linkemu:{}", p.name))
-            .map(|r| r.pid);
-        let before = emulator.and_then(cpu_time);
-        let bulk = tool.client(&p.a.netns, &target, "bulk", opts.seconds, true)?;
-        let after = emulator.and_then(cpu_time);
-        let mbit = bulk["mbit"].as_f64().unwrap_or(0.0);
-        if let (Some(b), Some(a)) = (before, after)
-            && mbit > 0.0
-        {
-            let core = (a - b).as_secs_f64() / opts.seconds;
-            cpu_per_100.push(core * 100.0 / mbit);
-        }
-        paths.push(PathResult {
-            name: p.name.clone(),
-            rate_mbit: parse_rate(&p.shape.rate).unwrap_or(0) as f64 / 1e6,
-            measured_mbit: mbit,
-            delay_ms: parse_duration(&p.shape.delay)
-                .unwrap_or(Duration::ZERO)
-                .as_secs_f64()
-                * 1e3,
-            rtt_ms: echo["rtt_ms_p50"].as_f64().unwrap_or(f64::NAN),
-        });
-    }
+    let (paths, cpu_per_100) = measure_paths(&tool, &plan, &state, opts.seconds)?;
     let mptcp = tool.client(&first.a.netns, &first_target, "bulk", opts.seconds, false)?;
     let mptcp_mbit = mptcp["mbit"].as_f64().unwrap_or(0.0);
     let tcp_mbit = paths[0].measured_mbit;
-    Ok(LinksRun {
+    let run = LinksRun {
         mptcp_speedup: if tcp_mbit > 0.0 {
             mptcp_mbit / tcp_mbit
         } else {
@@ -230,6 +286,108 @@ async fn run_one(opts: &LinksOptions, config: &TestbedConfig) -> Result<LinksRun
             f64::NAN
         } else {
             cpu_per_100.iter().sum::<f64>() / cpu_per_100.len() as f64
+        },
+        paths,
+    };
+    let loaded = if loaded {
+        Some(measure_loaded(opts, &tool, &plan, &state).await?)
+    } else {
+        None
+    };
+    Ok((run, loaded))
+}
+
+/// TCP echo and bulk over each path alone; the per-path results and the
+/// emulator's CPU per 100 Mbit/s of each.
+fn measure_paths(
+    tool: &TrafficTool,
+    plan: &edgemig_testbed::Plan,
+    state: &TestbedState,
+    seconds: f64,
+) -> Result<(Vec<PathResult>, Vec<f64>), LinksError> {
+    let mut paths = Vec::new();
+    let mut cpu_per_100 = Vec::new();
+    for p in &plan.paths {
+        let target = format!("{}:{PORT}", p.b.addr.addr());
+        let echo = tool.client(&p.a.netns, &target, "echo", 2.0, true)?;
+        let emulator = state
+            .processes
+            .iter()
+            .find(|r| r.role == format!("linkemu:{}", p.name))
+            .map(|r| r.pid);
+        let before = emulator.and_then(cpu_time);
+        let bulk = tool.client(&p.a.netns, &target, "bulk", seconds, true)?;
+        let after = emulator.and_then(cpu_time);
+        let mbit = bulk["mbit"].as_f64().unwrap_or(0.0);
+        if let (Some(b), Some(a)) = (before, after)
+            && mbit > 0.0
+        {
+            let core = (a - b).as_secs_f64() / seconds;
+            cpu_per_100.push(core * 100.0 / mbit);
+        }
+        paths.push(PathResult::new(
+            &p.name,
+            parse_rate(&p.shape.rate).unwrap_or(0) as f64 / 1e6,
+            mbit,
+            parse_duration(&p.shape.delay)
+                .unwrap_or(Duration::ZERO)
+                .as_secs_f64()
+                * 1e3,
+            echo["rtt_ms_p50"].as_f64().unwrap_or(f64::NAN),
+        ));
+    }
+    Ok((paths, cpu_per_100))
+}
+
+/// Starts a guest at the first site writing its memory flat out (a TCG
+/// vCPU keeps a host core busy), measures every path again, and stops it.
+async fn measure_loaded(
+    opts: &LinksOptions,
+    tool: &TrafficTool,
+    plan: &edgemig_testbed::Plan,
+    state: &TestbedState,
+) -> Result<LoadedRun, LinksError> {
+    let site = state.sites.first().ok_or(LinksError::NoPath)?;
+    let api = ApiClient::new(&site.api_socket).with_timeout(Duration::from_secs(300));
+    let vm = "busy";
+    let (memory_mib, writer_mib) = BUSY_GUEST_MIB;
+    api.create_vm(&VmCreate {
+        name: vm.into(),
+        memory_mib,
+        vcpus: 1,
+        disk_mib: None,
+        base_image: None,
+        image: None,
+        firmware: None,
+        mptcp_apps: Default::default(),
+    })
+    .await?;
+    api.start_vm(vm).await?;
+    api.guest(vm, &GuestRequest::Hello).await?;
+    api.guest(
+        vm,
+        &GuestRequest::MemWrite {
+            mib: writer_mib,
+            rate_mib_s: None,
+        },
+    )
+    .await?;
+    let qemu = api.vm(vm).await?.pid;
+    let before = qemu.and_then(cpu_time);
+    let started = std::time::Instant::now();
+    let measured = measure_paths(tool, plan, state, opts.seconds);
+    let elapsed = started.elapsed().as_secs_f64().max(1e-9);
+    let after = qemu.and_then(cpu_time);
+    let _ = api.stop_vm(vm).await;
+    let (paths, _) = measured?;
+    Ok(LoadedRun {
+        guest: format!(
+            "a {memory_mib} MiB TCG guest at {} writing {writer_mib} MiB of memory flat out",
+            site.name
+        ),
+        guest_cpu_cores: match (before, after) {
+            (Some(b), Some(a)) => a.saturating_sub(b).as_secs_f64() / elapsed,
+            _ => f64::NAN,
         },
         paths,
     })

@@ -1,22 +1,25 @@
 //! `edgemig bench migrate`: migration time of edgemig (MPTCP over all
-//! paths, with and without `--compression auto`) against the plain-QEMU
-//! baseline (one TCP connection, no multifd, no compression), all in the
-//! same run on the same testbed and the same guest.
+//! paths, with and without `--compression auto`) against plain QEMU over
+//! one TCP connection and against QEMU's best single-path setups (multifd
+//! over one TCP path, without and with zstd), all in the same run on the
+//! same testbed and the same guest, each the median of `repeat` runs with
+//! the order of the systems reversed every other repetition. During the `auto` runs
+//! the config's first client keeps an echo session to the VM (10 ms
+//! probes): its stall is reported next to the downtime.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use edgemig_api::{ApiClient, ImageImport, MigrateRequest, VmCreate};
-use edgemig_guest_proto::GuestRequest;
-use edgemig_migration::{
-    Compression, MigrateOptions, MigrationReport, PostcopyPolicy, ReportStatus, Transport,
-};
+use edgemig_migration::{MigrationReport, PostcopyPolicy, ReportStatus};
+use edgemig_testbed::TestbedConfig;
 use edgemig_testbed::units::parse_rate;
-use edgemig_testbed::{TestbedConfig, UpOptions};
 use serde::Serialize;
 
-use crate::base_image::{BaseImageSpec, write_base_image};
-use crate::links::Cleanup;
+use crate::paper::summarize;
+use crate::runner::{
+    Binaries, ClientWatch, System, SystemRun, Workload, counterbalanced, run_systems,
+};
 
 /// Errors of the benchmark.
 #[derive(Debug, thiserror::Error)]
@@ -67,10 +70,14 @@ impl Scenario {
     }
 }
 
+/// Most runs per system and scenario accepted.
+pub const MAX_REPEAT: u32 = 20;
+
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct MigrateBenchOptions {
-    /// The topology; its first two sites and their paths are used.
+    /// The topology; its first two sites and their paths are used, and its
+    /// first client (if any) watches the `auto` runs.
     pub config: TestbedConfig,
     /// Scenarios to run.
     pub scenarios: Vec<Scenario>,
@@ -80,6 +87,9 @@ pub struct MigrateBenchOptions {
     pub fill_mib: u32,
     /// The data disk of the disk scenario.
     pub disk: DiskSetup,
+    /// Runs per system and scenario (1..=[`MAX_REPEAT`]); each figure is
+    /// their median.
+    pub repeat: u32,
     /// Longest time one migration may take before it is cancelled.
     pub limit: Duration,
     /// `edgemigd` binary.
@@ -88,6 +98,8 @@ pub struct MigrateBenchOptions {
     pub linkemu: PathBuf,
     /// Guest image.
     pub image_dir: PathBuf,
+    /// The traffic tool (`edgemig-guest`) of the watching client.
+    pub tool: PathBuf,
 }
 
 /// The data disk of the disk scenario: an overlay of `disk_mib` on a base
@@ -118,27 +130,99 @@ impl Default for DiskSetup {
 }
 
 /// One scenario's line (field names are a contract; `null` where a field
-/// does not apply).
+/// does not apply or no run of that system completed). Every figure `X` is
+/// the median of the completed runs, with `X_min` and `X_max` beside it;
+/// speedups are ratios of medians.
 #[derive(Debug, Clone, Serialize)]
 pub struct MigrateRun {
     /// Scenario name.
     pub scenario: String,
     /// Plain QEMU: one TCP connection, no multifd, no compression.
     pub baseline_ms: Option<u64>,
+    /// Smallest `baseline` run.
+    pub baseline_ms_min: Option<u64>,
+    /// Largest `baseline` run.
+    pub baseline_ms_max: Option<u64>,
+    /// QEMU with multifd (4 channels) over one TCP path, no compression.
+    pub multifd_tcp_ms: Option<u64>,
+    /// Smallest `multifd_tcp` run.
+    pub multifd_tcp_ms_min: Option<u64>,
+    /// Largest `multifd_tcp` run.
+    pub multifd_tcp_ms_max: Option<u64>,
+    /// QEMU's best single-path setup: multifd (4) + zstd over one TCP path.
+    pub best_single_path_ms: Option<u64>,
+    /// Smallest `best_single_path` run.
+    pub best_single_path_ms_min: Option<u64>,
+    /// Largest `best_single_path` run.
+    pub best_single_path_ms_max: Option<u64>,
     /// edgemig over MPTCP, no compression.
     pub mptcp_ms: Option<u64>,
+    /// Smallest `mptcp` run.
+    pub mptcp_ms_min: Option<u64>,
+    /// Largest `mptcp` run.
+    pub mptcp_ms_max: Option<u64>,
     /// edgemig over MPTCP, `--compression auto`.
     pub auto_ms: Option<u64>,
+    /// Smallest `auto` run.
+    pub auto_ms_min: Option<u64>,
+    /// Largest `auto` run.
+    pub auto_ms_max: Option<u64>,
     /// `baseline_ms / mptcp_ms`.
     pub speedup_mptcp: Option<f64>,
     /// `baseline_ms / auto_ms`.
     pub speedup_auto: Option<f64>,
-    /// Downtime of the `auto` run.
+    /// `multifd_tcp_ms / mptcp_ms`: what MPTCP adds to multifd alone.
+    pub speedup_mptcp_vs_multifd_tcp: Option<f64>,
+    /// `best_single_path_ms / auto_ms`: edgemig against QEMU's best over
+    /// one path.
+    pub speedup_auto_vs_best_single_path: Option<f64>,
+    /// Downtime of the `auto` runs (the report's `downtime_ms`: source
+    /// `STOP` to destination `RESUME`).
     pub downtime_ms: Option<u64>,
-    /// Share of the paths' aggregate rate the MPTCP run achieved.
+    /// Smallest `auto` downtime.
+    pub downtime_ms_min: Option<u64>,
+    /// Largest `auto` downtime.
+    pub downtime_ms_max: Option<u64>,
+    /// QEMU's own downtime figure of the `auto` runs.
+    pub qemu_downtime_ms: Option<u64>,
+    /// Smallest `auto` QEMU downtime.
+    pub qemu_downtime_ms_min: Option<u64>,
+    /// Largest `auto` QEMU downtime.
+    pub qemu_downtime_ms_max: Option<u64>,
+    /// The `auto` runs' cost besides the copy (the report's `fixed_ms`).
+    pub fixed_ms: Option<u64>,
+    /// Smallest `auto` fixed cost.
+    pub fixed_ms_min: Option<u64>,
+    /// Largest `auto` fixed cost.
+    pub fixed_ms_max: Option<u64>,
+    /// The watching client's longest time without an echo answer during
+    /// an `auto` migration (10 ms probes; from the request to the report).
+    pub client_stall_ms: Option<u64>,
+    /// Smallest of the runs' longest stalls.
+    pub client_stall_ms_min: Option<u64>,
+    /// Largest of the runs' longest stalls.
+    pub client_stall_ms_max: Option<u64>,
+    /// The 99th percentile of the client's gaps between answers during an
+    /// `auto` migration.
+    pub client_stall_p99_ms: Option<u64>,
+    /// Smallest of the runs' 99th percentiles.
+    pub client_stall_p99_ms_min: Option<u64>,
+    /// Largest of the runs' 99th percentiles.
+    pub client_stall_p99_ms_max: Option<u64>,
+    /// The watching client's connection errors over all `auto` runs
+    /// (`null` when no run was watched).
+    pub client_errors: Option<u64>,
+    /// Share of the paths' aggregate rate the MPTCP runs achieved (median;
+    /// uneven paths only).
     pub aggregate_share: Option<f64>,
-    /// Full reports of each run, for the details.
+    /// Runs per system that completed (the medians' n).
+    pub completed: BTreeMap<String, u32>,
+    /// Runs per system attempted.
+    pub attempted: BTreeMap<String, u32>,
+    /// Full reports of each run, in the order they ran.
     pub reports: Vec<MigrationReport>,
+    /// The system of each entry of `reports`.
+    pub report_systems: Vec<String>,
 }
 
 /// The whole benchmark.
@@ -146,12 +230,33 @@ pub struct MigrateRun {
 pub struct MigrateBenchReport {
     /// One line per scenario.
     pub runs: Vec<MigrateRun>,
+    /// Runs per system and scenario asked for.
+    pub repeat: u32,
     /// Conditions, in words.
     pub conditions: String,
 }
 
-fn ms(r: &MigrationReport) -> Option<u64> {
-    (r.status == ReportStatus::Completed).then_some(r.total_ms)
+/// Median, minimum and maximum of some whole-number samples.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Spread {
+    /// Median (the mean of the middle two, rounded, for an even count).
+    pub median: Option<u64>,
+    /// Smallest.
+    pub min: Option<u64>,
+    /// Largest.
+    pub max: Option<u64>,
+}
+
+/// The spread of `samples`.
+pub(crate) fn spread(samples: &[u64]) -> Spread {
+    let f: Vec<f64> = samples.iter().map(|v| *v as f64).collect();
+    let s = summarize(&f);
+    let whole = |v: Option<f64>| v.map(|v| v.round() as u64);
+    Spread {
+        median: whole(s.median),
+        min: whole(s.min),
+        max: whole(s.max),
+    }
 }
 
 fn ratio(a: Option<u64>, b: Option<u64>) -> Option<f64> {
@@ -170,6 +275,11 @@ pub async fn run_migrate_bench(
             "The config needs two sites joined by paths".into(),
         ));
     }
+    if !(1..=MAX_REPEAT).contains(&opts.repeat) {
+        return Err(MigrateBenchError::Config(format!(
+            "--repeat must be between 1 and {MAX_REPEAT}"
+        )));
+    }
     let mut runs = Vec::new();
     for &scenario in &opts.scenarios {
         let mut config = opts.config.clone();
@@ -182,8 +292,9 @@ pub async fn run_migrate_bench(
     }
     Ok(MigrateBenchReport {
         runs,
+        repeat: opts.repeat,
         conditions: format!(
-            "testbed paths as configured ({}), {} MiB guest holding {} MiB of mixed data (half random, half text), TCG guests, TLS on the data path for every system, one run per system",
+            "testbed paths as configured ({}), {} MiB guest holding {} MiB of mixed data (half random, half text), TCG guests, TLS on the data path for every system; systems: baseline = plain QEMU over one TCP connection; multifd_tcp = multifd 4 over one TCP path; best_single_path = multifd 4 + zstd over one TCP path; mptcp = edgemig over MPTCP, no compression; auto = edgemig over MPTCP + compression auto; {} run(s) per system, the order reversed every other repetition and the VM moving back and forth; medians with min and max; client stall: {}'s echo session to the VM (10 ms probes) during the auto runs",
             opts.config
                 .paths
                 .iter()
@@ -191,185 +302,36 @@ pub async fn run_migrate_bench(
                 .collect::<Vec<_>>()
                 .join(" + "),
             opts.memory_mib,
-            opts.fill_mib
+            opts.fill_mib,
+            opts.repeat,
+            opts.config
+                .clients
+                .first()
+                .map_or("no client", |c| c.name.as_str()),
         ),
     })
 }
 
-struct Bed {
-    sites: [ApiClient; 2],
-    names: [String; 2],
-}
-
-/// The binaries and guest image a benchmark testbed needs.
-#[derive(Debug, Clone)]
-pub(crate) struct Binaries {
-    /// `edgemigd` binary.
-    pub agent: PathBuf,
-    /// `edgemig-linkemu` binary.
-    pub linkemu: PathBuf,
-    /// Guest image.
-    pub image_dir: PathBuf,
-}
-
-/// What the migrated guest holds and does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Workload {
-    /// Guest RAM in MiB.
-    pub memory_mib: u64,
-    /// Mixed data held in guest memory, MiB (0 for none).
-    pub fill_mib: u32,
-    /// Memory writer: working set (MiB) and dirty rate (MiB/s, `None` for
-    /// as fast as it can); started after the fill.
-    pub mem_write: Option<(u32, Option<u32>)>,
-    /// A data disk.
-    pub disk: Option<DiskSetup>,
-}
-
-/// One system under test: how a migration is made.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct System {
-    /// Its name in reports (`baseline`, `mptcp`, `auto`).
-    pub label: &'static str,
-    /// Transport.
-    pub transport: Transport,
-    /// Compression request.
-    pub compression: Compression,
-    /// Postcopy policy.
-    pub postcopy: PostcopyPolicy,
-}
-
-impl System {
-    /// Plain QEMU: one TCP connection, no multifd, no compression.
-    pub const BASELINE: Self = Self {
-        label: "baseline",
-        transport: Transport::Tcp,
-        compression: Compression::None,
-        postcopy: PostcopyPolicy::Never,
-    };
-    /// edgemig over MPTCP without compression.
-    pub const MPTCP: Self = Self {
-        label: "mptcp",
-        transport: Transport::Mptcp,
-        compression: Compression::None,
-        postcopy: PostcopyPolicy::Never,
-    };
-    /// edgemig over MPTCP with `--compression auto`.
-    pub const AUTO: Self = Self {
-        label: "auto",
-        transport: Transport::Mptcp,
-        compression: Compression::Auto,
-        postcopy: PostcopyPolicy::Never,
-    };
-}
-
-/// Brings up testbed `name` on `config`, starts a guest with `workload` at
-/// the first site, and migrates it once per entry of `systems`, in order,
-/// back and forth between the first two sites (a migration that does not
-/// complete leaves the VM where it was). Every migration is cancelled after
-/// `limit`. The testbed is removed however this ends (dropping the future
-/// included).
-pub(crate) async fn run_systems(
-    name: &str,
-    config: &TestbedConfig,
-    binaries: &Binaries,
-    workload: &Workload,
-    systems: &[System],
-    limit: Duration,
-) -> Result<Vec<(&'static str, MigrationReport)>, MigrateBenchError> {
-    if config.sites.len() < 2 || config.paths.is_empty() {
-        return Err(MigrateBenchError::Config(
-            "The config needs two sites joined by paths".into(),
-        ));
+/// The systems of a scenario.
+fn systems_of(scenario: Scenario) -> Vec<System> {
+    if scenario == Scenario::Dirty {
+        // A guest dirtying memory flat out converges only with postcopy as
+        // the last resort (auto-converge throttling is not enough under
+        // TCG); postcopy means no multifd, so the single-path systems
+        // would not differ from the baseline.
+        vec![System {
+            postcopy: PostcopyPolicy::Fallback,
+            ..System::AUTO
+        }]
+    } else {
+        vec![
+            System::BASELINE,
+            System::MULTIFD_TCP,
+            System::BEST_SINGLE_PATH,
+            System::MPTCP,
+            System::AUTO,
+        ]
     }
-    let state = edgemig_testbed::up(&UpOptions {
-        name: name.to_string(),
-        config: config.clone(),
-        agent: binaries.agent.clone(),
-        linkemu: binaries.linkemu.clone(),
-        image_dir: binaries.image_dir.clone(),
-    })
-    .await?;
-    let _cleanup = Cleanup {
-        testbed: name.to_string(),
-        pids: Vec::new(),
-    };
-    let bed = Bed {
-        sites: [
-            ApiClient::new(&state.sites[0].api_socket).with_timeout(Duration::from_secs(900)),
-            ApiClient::new(&state.sites[1].api_socket).with_timeout(Duration::from_secs(900)),
-        ],
-        names: [state.sites[0].name.clone(), state.sites[1].name.clone()],
-    };
-    let vm = "bench";
-    let disk = workload.disk;
-    let base_image = match disk {
-        Some(d) if d.base_mib > 0 => Some(import_base(&bed, &d).await?),
-        _ => None,
-    };
-    bed.sites[0]
-        .create_vm(&VmCreate {
-            name: vm.into(),
-            memory_mib: workload.memory_mib,
-            vcpus: 1,
-            disk_mib: disk.map(|d| d.disk_mib),
-            base_image,
-            image: None,
-            firmware: None,
-            mptcp_apps: Default::default(),
-        })
-        .await?;
-    bed.sites[0].start_vm(vm).await?;
-    bed.sites[0].guest(vm, &GuestRequest::Hello).await?;
-    if workload.fill_mib > 0 {
-        bed.sites[0]
-            .guest(
-                vm,
-                &GuestRequest::MemFill {
-                    mib: workload.fill_mib,
-                },
-            )
-            .await?;
-    }
-    if let Some((mib, rate_mib_s)) = workload.mem_write {
-        bed.sites[0]
-            .guest(vm, &GuestRequest::MemWrite { mib, rate_mib_s })
-            .await?;
-    }
-    if let Some(d) = disk {
-        bed.sites[0]
-            .guest(
-                vm,
-                &GuestRequest::DiskWrite {
-                    device: None,
-                    mib: d.written_mib,
-                    offset_mib: 0,
-                    seed: 1,
-                },
-            )
-            .await?;
-    }
-    let mut at = 0usize;
-    let mut reports = Vec::new();
-    for system in systems {
-        let from = at;
-        let to = 1 - at;
-        let report = migrate_once(
-            &bed,
-            from,
-            to,
-            vm,
-            (system.transport, system.compression, system.postcopy),
-            limit,
-        )
-        .await?;
-        tracing::info!(testbed = name, system = system.label, status = ?report.status, total_ms = report.total_ms, "benchmark run");
-        if report.status == ReportStatus::Completed {
-            at = to;
-        }
-        reports.push((system.label, report));
-    }
-    Ok(reports)
 }
 
 async fn run_scenario(
@@ -392,121 +354,250 @@ async fn run_scenario(
         mem_write: (scenario == Scenario::Dirty).then_some((128, None)),
         disk: (scenario == Scenario::Disk).then_some(opts.disk),
     };
-    // A guest dirtying memory flat out converges only with postcopy as the
-    // last resort (auto-converge throttling is not enough under TCG).
-    let systems = if scenario == Scenario::Dirty {
-        vec![System {
-            postcopy: PostcopyPolicy::Fallback,
-            ..System::AUTO
-        }]
-    } else {
-        vec![System::BASELINE, System::MPTCP, System::AUTO]
-    };
+    let systems = systems_of(scenario);
     let binaries = Binaries {
         agent: opts.agent.clone(),
         linkemu: opts.linkemu.clone(),
         image_dir: opts.image_dir.clone(),
     };
-    let labelled = run_systems(&name, config, &binaries, &workload, &systems, opts.limit).await?;
-    let mut reports = Vec::new();
-    let mut by_system = std::collections::HashMap::new();
-    for (label, report) in labelled {
-        by_system.insert(label, report.clone());
-        reports.push(report);
-    }
-    let get = |l: &str| by_system.get(l).and_then(ms);
+    let watch = ClientWatch {
+        tool: opts.tool.clone(),
+        labels: vec![System::AUTO.label],
+    };
+    let runs = run_systems(
+        &name,
+        config,
+        &binaries,
+        &workload,
+        &counterbalanced(&systems, opts.repeat),
+        opts.limit,
+        Some(&watch),
+    )
+    .await?;
     let aggregate_bps: u64 = config
         .paths
         .iter()
         .map(|p| parse_rate(&p.shape.rate).unwrap_or(0))
         .sum();
-    let share = by_system
-        .get("mptcp")
-        .filter(|r| r.status == ReportStatus::Completed)
+    let mut line = summarize_runs(scenario, &runs, aggregate_bps);
+    for s in &systems {
+        line.attempted.insert(s.label.into(), opts.repeat);
+    }
+    Ok(line)
+}
+
+/// The scenario's line from its runs.
+fn summarize_runs(scenario: Scenario, runs: &[SystemRun], aggregate_bps: u64) -> MigrateRun {
+    let done = |label: &str| -> Vec<&SystemRun> {
+        runs.iter()
+            .filter(|r| r.label == label && r.report.status == ReportStatus::Completed)
+            .collect()
+    };
+    let times = |label: &str| {
+        spread(
+            &done(label)
+                .iter()
+                .map(|r| r.report.total_ms)
+                .collect::<Vec<_>>(),
+        )
+    };
+    let auto = done(System::AUTO.label);
+    let of_auto = |pick: fn(&SystemRun) -> Option<u64>| {
+        spread(&auto.iter().filter_map(|r| pick(r)).collect::<Vec<_>>())
+    };
+    let (base, multifd, best, mptcp, auto_t) = (
+        times(System::BASELINE.label),
+        times(System::MULTIFD_TCP.label),
+        times(System::BEST_SINGLE_PATH.label),
+        times(System::MPTCP.label),
+        times(System::AUTO.label),
+    );
+    let downtime = of_auto(|r| r.report.downtime_ms);
+    let qemu_downtime = of_auto(|r| r.report.qemu_downtime_ms);
+    let fixed = of_auto(|r| r.report.fixed_ms);
+    let stall = of_auto(|r| r.stall.map(|s| s.max_ms));
+    let stall_p99 = of_auto(|r| r.stall.map(|s| s.p99_ms));
+    let watched: Vec<u64> = runs
+        .iter()
+        .filter(|r| r.label == System::AUTO.label)
+        .filter_map(|r| r.client_errors)
+        .collect();
+    let shares: Vec<f64> = done(System::MPTCP.label)
+        .iter()
         .map(|r| {
-            let bits = (r.memory_bytes + r.disk_bytes) as f64 * 8.0;
-            bits / (r.total_ms.max(1) as f64 / 1000.0) / aggregate_bps.max(1) as f64
-        });
-    Ok(MigrateRun {
+            let bits = (r.report.memory_bytes + r.report.disk_bytes) as f64 * 8.0;
+            bits / (r.report.total_ms.max(1) as f64 / 1000.0) / aggregate_bps.max(1) as f64
+        })
+        .collect();
+    let mut completed = BTreeMap::new();
+    for r in runs {
+        let n = completed.entry(r.label.to_string()).or_insert(0u32);
+        if r.report.status == ReportStatus::Completed {
+            *n += 1;
+        }
+    }
+    MigrateRun {
         scenario: scenario.name().into(),
-        baseline_ms: get("baseline"),
-        mptcp_ms: get("mptcp"),
-        auto_ms: get("auto"),
-        speedup_mptcp: ratio(get("baseline"), get("mptcp")),
-        speedup_auto: ratio(get("baseline"), get("auto")),
-        downtime_ms: by_system.get("auto").and_then(|r| r.downtime_ms),
+        baseline_ms: base.median,
+        baseline_ms_min: base.min,
+        baseline_ms_max: base.max,
+        multifd_tcp_ms: multifd.median,
+        multifd_tcp_ms_min: multifd.min,
+        multifd_tcp_ms_max: multifd.max,
+        best_single_path_ms: best.median,
+        best_single_path_ms_min: best.min,
+        best_single_path_ms_max: best.max,
+        mptcp_ms: mptcp.median,
+        mptcp_ms_min: mptcp.min,
+        mptcp_ms_max: mptcp.max,
+        auto_ms: auto_t.median,
+        auto_ms_min: auto_t.min,
+        auto_ms_max: auto_t.max,
+        speedup_mptcp: ratio(base.median, mptcp.median),
+        speedup_auto: ratio(base.median, auto_t.median),
+        speedup_mptcp_vs_multifd_tcp: ratio(multifd.median, mptcp.median),
+        speedup_auto_vs_best_single_path: ratio(best.median, auto_t.median),
+        downtime_ms: downtime.median,
+        downtime_ms_min: downtime.min,
+        downtime_ms_max: downtime.max,
+        qemu_downtime_ms: qemu_downtime.median,
+        qemu_downtime_ms_min: qemu_downtime.min,
+        qemu_downtime_ms_max: qemu_downtime.max,
+        fixed_ms: fixed.median,
+        fixed_ms_min: fixed.min,
+        fixed_ms_max: fixed.max,
+        client_stall_ms: stall.median,
+        client_stall_ms_min: stall.min,
+        client_stall_ms_max: stall.max,
+        client_stall_p99_ms: stall_p99.median,
+        client_stall_p99_ms_min: stall_p99.min,
+        client_stall_p99_ms_max: stall_p99.max,
+        client_errors: (!watched.is_empty()).then(|| watched.iter().sum()),
         aggregate_share: if scenario == Scenario::UnevenPaths {
-            share
+            crate::paper::summarize(&shares).median
         } else {
             None
         },
-        reports,
-    })
-}
-
-/// Writes the disk scenario's base image and imports it at the first site
-/// (and the second when the destination holds it too); returns its digest.
-async fn import_base(bed: &Bed, disk: &DiskSetup) -> Result<String, MigrateBenchError> {
-    let path = std::env::temp_dir().join(format!("edgemig-bench-{}-base.raw", std::process::id()));
-    let spec = BaseImageSpec {
-        virtual_mib: u32::try_from(disk.disk_mib).unwrap_or(u32::MAX),
-        offset_mib: disk.written_mib,
-        data_mib: disk.base_mib,
-        seed: 2,
-    };
-    let written = write_base_image(&path, &spec);
-    let result = async {
-        written
-            .map_err(|e| MigrateBenchError::Config(format!("Cannot write the base image: {e}")))?;
-        let import = ImageImport {
-            path: path.display().to_string(),
-            name: Some("bench-base".into()),
-            firmware: None,
-        };
-        let image = bed.sites[0].import_image(&import).await?;
-        if disk.base_at_destination {
-            bed.sites[1].import_image(&import).await?;
-        }
-        Ok(image.digest)
+        completed,
+        attempted: BTreeMap::new(),
+        reports: runs.iter().map(|r| r.report.clone()).collect(),
+        report_systems: runs.iter().map(|r| r.label.to_string()).collect(),
     }
-    .await;
-    let _ = std::fs::remove_file(&path);
-    result
 }
 
-async fn migrate_once(
-    bed: &Bed,
-    from: usize,
-    to: usize,
-    vm: &str,
-    (transport, compression, postcopy): (Transport, Compression, PostcopyPolicy),
-    limit: Duration,
-) -> Result<MigrationReport, MigrateBenchError> {
-    let client = &bed.sites[from];
-    let request = MigrateRequest {
-        to: bed.names[to].clone(),
-        options: MigrateOptions {
-            transport,
-            compression,
-            postcopy,
-            ..MigrateOptions::default()
-        },
-    };
-    client.migrate(vm, &request).await?;
-    let start = Instant::now();
-    let mut cancelled = false;
-    loop {
-        let view = client.migration(vm).await?;
-        if let Some(report) = view.report.filter(|_| !view.running) {
-            return Ok(report);
+#[cfg(test)]
+mod tests {
+    use edgemig_migration::{PhaseTimes, Transport};
+
+    use super::*;
+    use crate::session::Stall;
+
+    fn run(label: &'static str, total_ms: u64, status: ReportStatus) -> SystemRun {
+        SystemRun {
+            label,
+            report: MigrationReport {
+                status,
+                id: "0123456789abcdef".into(),
+                total_ms,
+                downtime_ms: Some(total_ms / 100),
+                qemu_downtime_ms: Some(total_ms / 200),
+                fixed_ms: Some(3000),
+                phases: PhaseTimes::default(),
+                disk_bytes: 0,
+                disks: vec![],
+                memory_bytes: 100 << 20,
+                paths: vec![],
+                transport: Transport::Mptcp,
+                compression: "none".into(),
+                error: None,
+                insecure: false,
+                vm: "bench".into(),
+                from: "site-a".into(),
+                to: "site-b".into(),
+                started_at: 0,
+                network: None,
+            },
+            stall: (label == "auto").then_some(Stall {
+                max_ms: total_ms / 10,
+                p99_ms: 20,
+            }),
+            client_errors: (label == "auto").then_some(0),
         }
-        if start.elapsed() > limit && !cancelled {
-            client.cancel_migration(vm).await?;
-            cancelled = true;
+    }
+
+    #[test]
+    fn medians_extremes_and_speedups() {
+        let c = ReportStatus::Completed;
+        let runs = vec![
+            run("baseline", 60_000, c),
+            run("multifd_tcp", 50_000, c),
+            run("best_single_path", 40_000, c),
+            run("mptcp", 30_000, c),
+            run("auto", 20_000, c),
+            run("auto", 22_000, c),
+            run("auto", 30_000, ReportStatus::Failed),
+            run("auto", 21_000, c),
+            run("baseline", 62_000, c),
+            run("baseline", 58_000, c),
+        ];
+        let line = summarize_runs(Scenario::Idle, &runs, 100_000_000);
+        assert_eq!(
+            (line.baseline_ms, line.baseline_ms_min, line.baseline_ms_max),
+            (Some(60_000), Some(58_000), Some(62_000))
+        );
+        // The failed run is left out of the medians.
+        assert_eq!(
+            (line.auto_ms, line.auto_ms_min, line.auto_ms_max),
+            (Some(21_000), Some(20_000), Some(22_000))
+        );
+        assert_eq!(line.completed["auto"], 3);
+        assert_eq!(line.speedup_auto_vs_best_single_path, Some(40.0 / 21.0));
+        assert_eq!(line.speedup_mptcp_vs_multifd_tcp, Some(50.0 / 30.0));
+        assert_eq!(line.speedup_mptcp, Some(2.0));
+        assert_eq!(line.downtime_ms, Some(210));
+        assert_eq!(line.qemu_downtime_ms, Some(105));
+        assert_eq!(line.fixed_ms, Some(3000));
+        assert_eq!(
+            (
+                line.client_stall_ms,
+                line.client_stall_ms_min,
+                line.client_stall_ms_max
+            ),
+            (Some(2100), Some(2000), Some(2200))
+        );
+        assert_eq!(line.client_stall_p99_ms, Some(20));
+        assert_eq!(line.client_errors, Some(0));
+        assert_eq!(line.aggregate_share, None);
+        assert_eq!(line.reports.len(), runs.len());
+        assert_eq!(line.report_systems[2], "best_single_path");
+        // The shape: every median with its min and max beside it.
+        let v = serde_json::to_value(&line).unwrap();
+        for key in [
+            "baseline_ms",
+            "multifd_tcp_ms",
+            "best_single_path_ms",
+            "mptcp_ms",
+            "auto_ms",
+            "downtime_ms",
+            "qemu_downtime_ms",
+            "fixed_ms",
+            "client_stall_ms",
+            "client_stall_p99_ms",
+        ] {
+            for k in [key.to_string(), format!("{key}_min"), format!("{key}_max")] {
+                assert!(v[&k].is_u64(), "{k} in {v}");
+            }
         }
-        if start.elapsed() > limit + Duration::from_secs(120) {
-            return Err(MigrateBenchError::Timeout(limit));
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        // Uneven paths: the MPTCP runs' share of the aggregate.
+        let uneven = summarize_runs(Scenario::UnevenPaths, &runs, 100_000_000);
+        let share = uneven.aggregate_share.unwrap();
+        assert!((share - (100.0 * 8.0 * 1_048_576.0 / 30.0 / 1e8)).abs() < 1e-9);
+    }
+
+    #[test]
+    fn spreads_of_nothing_and_of_an_even_count() {
+        assert_eq!(spread(&[]), Spread::default());
+        let s = spread(&[10, 40, 20, 30]);
+        assert_eq!((s.median, s.min, s.max), (Some(25), Some(10), Some(40)));
     }
 }

@@ -2,7 +2,8 @@
 //! leaves a well-formed results.json (every figure, series and point, with
 //! positive values and n >= 1), a Markdown table and every plot as PNG and
 //! SVG in --out; its testbeds are gone afterwards. The numbers' values are
-//! not checked beyond sanity.
+//! not checked beyond sanity (medians between min and max, downtimes within
+//! their migration, the client's stall within its session).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -98,11 +99,12 @@ fn quick_paper_bench_writes_results_tables_and_plots() {
         results["failures"]
     );
     let figures = results["figures"].as_array().expect("figures");
+    let systems: &[&str] = &["baseline", "best_single_path", "mptcp", "auto"];
     let expected: [(&str, &[&str], usize); 6] = [
-        ("time_vs_bandwidth", &["baseline", "mptcp", "auto"], 1),
-        ("time_vs_memory", &["baseline", "mptcp", "auto"], 1),
-        ("handoff", &["client"], 4),
-        ("handoff_rtt", &["client"], 4),
+        ("time_vs_bandwidth", systems, 1),
+        ("time_vs_memory", systems, 1),
+        ("handoff", &["client"], 5),
+        ("handoff_rtt", &["client"], 5),
         ("disk", &["auto"], 2),
         ("disk_bytes", &["disk", "memory"], 2),
     ];
@@ -141,11 +143,17 @@ fn quick_paper_bench_writes_results_tables_and_plots() {
                     assert!(positive(&p["median"]), "{id}: {p}");
                 }
                 assert!(p["min"].as_f64() <= p["median"].as_f64(), "{id}: {p}");
+                assert!(p["median"].as_f64() <= p["max"].as_f64(), "{id}: {p}");
                 if figure["unit"] == "ms" && id != "handoff_rtt" {
                     assert_eq!(runs.len(), 1, "{id}: {p}");
                     assert_eq!(runs[0]["status"], "completed", "{id}: {p}");
                     assert!(positive(&runs[0]["total_ms"]), "{id}: {p}");
                     assert!(runs[0]["memory_bytes"].as_u64() > Some(0), "{id}: {p}");
+                    let downtime = runs[0]["downtime_ms"].as_u64().expect("downtime_ms");
+                    assert!(
+                        downtime <= runs[0]["total_ms"].as_u64().unwrap(),
+                        "{id}: {p}"
+                    );
                 }
             }
         }
@@ -163,6 +171,37 @@ fn quick_paper_bench_writes_results_tables_and_plots() {
         let svg = std::fs::read_to_string(out_dir.join(format!("{id}.svg"))).expect("svg");
         assert!(svg.contains("<svg"), "{id}.svg");
     }
+    // QEMU's best single-path setup compressed (zstd over multifd).
+    for id in [0, 1] {
+        let best = &figures[id]["series"][1]["points"][0]["runs"];
+        for run in best
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["status"] == "completed")
+        {
+            assert!(
+                run["compression"]
+                    .as_str()
+                    .is_some_and(|c| c.starts_with("zstd")),
+                "{run}"
+            );
+        }
+    }
+    // The client's stall (ms resolution, 10 ms probes) is within its
+    // session: a few seconds at most, far less than the whole run.
+    let note = figures[2]["notes"][0]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let stall: u64 = note
+        .split("longest stall ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no stall in {note:?}"));
+    assert!(stall < 120_000, "{note}");
+
     // The disk runs mirrored disk data.
     let disk_bytes = &figures[5]["series"][0]["points"];
     for p in disk_bytes.as_array().unwrap() {
@@ -174,6 +213,7 @@ fn quick_paper_bench_writes_results_tables_and_plots() {
     assert!(md.contains("|---|"), "{md}");
     assert_eq!(md.matches("\n## ").count(), expected.len(), "{md}");
     assert!(md.contains("speedup"), "{md}");
+    assert!(md.contains("auto / best_single_path speedup"), "{md}");
 
     // Its testbeds are gone: no state directory, no namespace.
     let remaining: Vec<_> = std::fs::read_dir(testbeds.path())

@@ -264,6 +264,7 @@ fn bad_configs_are_rejected_before_anything_is_created() {
 #[test]
 fn bench_links_reports_every_field() {
     let dir = tempfile::tempdir().unwrap();
+    edgemig_testkit::open_to_qemu(dir.path());
     let out = Command::new(cli_path())
         .env("EDGEMIG_TESTBED_DIR", dir.path())
         .args(["--json", "bench", "links", "--seconds", "1", "--sweep", ""])
@@ -271,14 +272,46 @@ fn bench_links_reports_every_field() {
         .expect("run bench");
     assert!(out.status.success(), "{}", stderr(&out));
     let report: Value = serde_json::from_slice(&out.stdout).expect("bench JSON");
-    let paths = report["paths"].as_array().expect("paths");
-    assert_eq!(paths.len(), 2);
-    for p in paths {
-        for field in ["name", "rate_mbit", "measured_mbit", "delay_ms", "rtt_ms"] {
-            assert!(!p[field].is_null(), "{field} missing in {p}");
+    let check_paths = |paths: &Value| {
+        let paths = paths.as_array().expect("paths");
+        assert_eq!(paths.len(), 2);
+        for p in paths {
+            for field in [
+                "name",
+                "rate_mbit",
+                "measured_mbit",
+                "delay_ms",
+                "rtt_ms",
+                "rate_error_pct",
+                "rtt_excess_ms",
+                "within_tolerance",
+            ] {
+                assert!(!p[field].is_null(), "{field} missing in {p}");
+            }
+            assert!(p["measured_mbit"].as_f64() > Some(0.0), "{p}");
+            // The figures agree with each other: the error is the measured
+            // rate against the configured one, the excess the RTT above
+            // twice the delay; a path is within tolerance exactly when both
+            // are.
+            let rate = p["rate_mbit"].as_f64().unwrap();
+            let measured = p["measured_mbit"].as_f64().unwrap();
+            let error = p["rate_error_pct"].as_f64().unwrap();
+            assert!(
+                (error - 100.0 * (measured / rate - 1.0)).abs() < 1e-6,
+                "{p}"
+            );
+            let excess = p["rtt_excess_ms"].as_f64().unwrap();
+            let rtt = p["rtt_ms"].as_f64().unwrap();
+            assert!(rtt > 0.0, "{p}");
+            let delay = p["delay_ms"].as_f64().unwrap();
+            assert!((excess - (rtt - 2.0 * delay)).abs() < 1e-6, "{p}");
+            let tolerances = &report["tolerances"];
+            let within = error.abs() <= tolerances["rate_pct"].as_f64().unwrap()
+                && excess.abs() <= tolerances["rtt_ms"].as_f64().unwrap();
+            assert_eq!(p["within_tolerance"].as_bool(), Some(within), "{p}");
         }
-        assert!(p["measured_mbit"].as_f64() > Some(0.0), "{p}");
-    }
+    };
+    check_paths(&report["paths"]);
     for field in [
         "mptcp_mbit",
         "tcp_mbit",
@@ -287,6 +320,14 @@ fn bench_links_reports_every_field() {
     ] {
         assert!(report[field].as_f64() > Some(0.0), "{field} in {report}");
     }
+    // The same paths measured with a busy TCG guest: its QEMU did use CPU.
+    let loaded = &report["loaded"];
+    assert!(
+        !loaded["guest"].as_str().unwrap_or("").is_empty(),
+        "{loaded}"
+    );
+    assert!(loaded["guest_cpu_cores"].as_f64() > Some(0.0), "{loaded}");
+    check_paths(&loaded["paths"]);
     // The benchmark removed its testbed.
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }

@@ -14,7 +14,8 @@ use super::plan::Plan;
 use super::results::{Figure, FigurePoint, FigureSeries, XValue};
 use super::stats::summarize;
 use crate::handoff::{HandoffBenchError, HandoffOptions, HandoffReport, run_handoff_bench};
-use crate::migrate::{Binaries, MigrateBenchError, System, Workload, run_systems};
+use crate::migrate::MigrateBenchError;
+use crate::runner::{Binaries, System, Workload, counterbalanced, run_systems};
 
 /// Bytes in a MiB.
 const MIB: f64 = 1_048_576.0;
@@ -53,9 +54,13 @@ pub struct FigureContext {
     pub tool: std::path::PathBuf,
 }
 
-/// The three systems of the migration figures, with their legend text.
-const SYSTEMS: [(System, &str); 3] = [
+/// The systems of the migration figures, with their legend text.
+pub(crate) const SYSTEMS: [(System, &str); 4] = [
     (System::BASELINE, "plain QEMU (1 TCP connection)"),
+    (
+        System::BEST_SINGLE_PATH,
+        "QEMU multifd 4 + zstd (1 TCP path)",
+    ),
     (System::MPTCP, "edgemig (MPTCP, no compression)"),
     (System::AUTO, "edgemig (MPTCP + compression auto)"),
 ];
@@ -121,8 +126,9 @@ impl FigureContext {
         point
     }
 
-    /// Migrates one guest with every system, `repeat` times (interleaved),
-    /// on a testbed of its own; the reports per system, in [`SYSTEMS`] order.
+    /// Migrates one guest with every system, `repeat` times (interleaved,
+    /// the order reversed every other repetition), on a testbed of its own; the
+    /// reports per system, in [`SYSTEMS`] order.
     ///
     /// A failure (testbed, agent, a migration that never ended) is added to
     /// `failures` (as `what: error`) and leaves every system without reports.
@@ -134,9 +140,8 @@ impl FigureContext {
         workload: &Workload,
         failures: &mut Vec<String>,
     ) -> Vec<Vec<MigrationReport>> {
-        let systems: Vec<System> = (0..self.repeat)
-            .flat_map(|_| SYSTEMS.iter().map(|(s, _)| *s))
-            .collect();
+        let all: Vec<System> = SYSTEMS.iter().map(|(s, _)| *s).collect();
+        let systems = counterbalanced(&all, self.repeat);
         let reports = run_systems(
             &testbed_name(),
             config,
@@ -144,6 +149,7 @@ impl FigureContext {
             workload,
             &systems,
             self.limit,
+            None,
         )
         .await
         .map_err(|source| FigureError::Migrate {
@@ -162,8 +168,8 @@ impl FigureContext {
             .map(|(s, _)| {
                 reports
                     .iter()
-                    .filter(|(l, _)| *l == s.label)
-                    .map(|(_, r)| r.clone())
+                    .filter(|r| r.label == s.label)
+                    .map(|r| r.report.clone())
                     .collect()
             })
             .collect()
@@ -202,7 +208,7 @@ impl FigureContext {
             unit: "ms".into(),
             display_unit: "s".into(),
             conditions: format!(
-                "{} paths between the two sites, each set to the x rate ({} one-way delay); {} MiB guest holding {} MiB of mixed data (half random, half text), otherwise idle; the three systems migrate the same VM in turn, back and forth, {} time(s) each; TLS on for all; time = the whole `edgemig migrate` (prepare, copy, switchover, resume, handoff)",
+                "{} paths between the two sites, each set to the x rate ({} one-way delay); {} MiB guest holding {} MiB of mixed data (half random, half text), otherwise idle; the systems migrate the same VM in turn, back and forth, {} time(s) each (the order reversed every other repetition); TLS on for all; time = the whole `edgemig migrate` (prepare, copy, switchover, resume, handoff)",
                 self.config.paths.len(),
                 delays(&self.config),
                 p.bandwidth_memory_mib,
@@ -250,7 +256,7 @@ impl FigureContext {
             unit: "ms".into(),
             display_unit: "s".into(),
             conditions: format!(
-                "{} paths at {} Mbit/s ({} one-way delay); a guest of M MiB holding M/{} MiB of mixed data and running a memory writer over a working set of M/{} MiB dirtying {} MiB/s throughout; the three systems migrate the same VM in turn, back and forth, {} time(s) each; no postcopy",
+                "{} paths at {} Mbit/s ({} one-way delay); a guest of M MiB holding M/{} MiB of mixed data and running a memory writer over a working set of M/{} MiB dirtying {} MiB/s throughout; the systems migrate the same VM in turn, back and forth, {} time(s) each (the order reversed every other repetition); no postcopy",
                 self.config.paths.len(),
                 p.memory_rate_mbit,
                 delays(&self.config),
@@ -299,7 +305,7 @@ impl FigureContext {
             .first()
             .map_or_else(|| "client".to_string(), |c| c.name.clone());
         type Pick = fn(&HandoffReport) -> f64;
-        let categories: [(&str, Pick, Pick); 4] = [
+        let categories: [(&str, Pick, Pick); 5] = [
             ("before (far site)", |r| r.mbit_before, |r| r.rtt_before_ms),
             ("after, handoff", |r| r.mbit_after, |r| r.rtt_after_ms),
             (
@@ -308,6 +314,11 @@ impl FigureContext {
                 |r| r.rtt_no_handoff_ms,
             ),
             ("direct (near site)", |r| r.mbit_direct, |r| r.rtt_direct_ms),
+            (
+                "VM at near site (reference)",
+                |r| r.mbit_reference_vm,
+                |r| r.rtt_reference_vm_ms,
+            ),
         ];
         let attempted = self.repeat;
         let point = |name: &str, pick: Pick| {
@@ -320,8 +331,9 @@ impl FigureContext {
         let survived = !reports.is_empty() && reports.iter().all(|r| r.survived);
         let errors: u64 = reports.iter().map(|r| r.errors).sum();
         let stall = reports.iter().map(|r| r.max_stall_ms).max().unwrap_or(0);
+        let p99 = reports.iter().map(|r| r.stall_p99_ms).max().unwrap_or(0);
         let mut notes = vec![format!(
-            "{client}'s session survived every migration: {survived} ({errors} connection errors, longest stall {stall} ms)"
+            "{client}'s session survived every migration: {survived} ({errors} connection errors, longest stall {stall} ms, 99th percentile of the gaps between answers {p99} ms; 10 ms echo probes)"
         )];
         if timed_out > 0 {
             notes.push(format!(
@@ -330,7 +342,7 @@ impl FigureContext {
             ));
         }
         let conditions = format!(
-            "{client}'s links as configured ({}); a 128 MiB VM at the first site serves {client} and moves to the second site with the handoff and, on another testbed, without it (address kept behind the tunnel); throughput = {} s MPTCP bulk download, RTT = median of 100 ms MPTCP echo probes, both 10 s after the migration; categories: VM at the first (far) site before the migration; at the second site with the handoff; at the second site without it (tunnel); direct = {client} to the second (near) site's host, the reference; {} run(s) of each",
+            "{client}'s links as configured ({}); a 128 MiB VM at the first site serves {client} and moves to the second site with the handoff and, on another testbed, without it (address kept behind the tunnel); throughput = {} s MPTCP bulk download, RTT = median of 10 ms MPTCP echo probes, both 10 s after the migration; categories: VM at the first (far) site before the migration; at the second site with the handoff; at the second site without it (tunnel); direct = {client} to the second (near) site's host; reference = a VM of the same kind (128 MiB, TCG) running at the second site from the start, measured after the migration like the migrated one; {} run(s) of each",
             self.config
                 .clients
                 .first()
@@ -409,6 +421,7 @@ impl FigureContext {
                     &workload,
                     &[System::AUTO],
                     self.limit,
+                    None,
                 )
                 .await
                 .map_err(|source| FigureError::Migrate {
@@ -416,7 +429,7 @@ impl FigureContext {
                     source,
                 });
                 match one {
-                    Ok(one) => reports.extend(one.into_iter().map(|(_, r)| r)),
+                    Ok(one) => reports.extend(one.into_iter().map(|r| r.report)),
                     Err(e) => failures.push(format!("disk ({name}): {}", error_chain(&e))),
                 }
             }

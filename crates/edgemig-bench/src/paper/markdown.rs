@@ -1,6 +1,7 @@
 //! `results.md`: one Markdown table per figure, with each point's median
-//! and run count, the speedup over the plain-QEMU baseline where there is
-//! one, and the figure's conditions.
+//! and run count, the speedups over the plain-QEMU baseline and over QEMU's
+//! best single-path setup where the figure has them, and the figure's
+//! conditions.
 
 use std::fmt::Write;
 
@@ -94,21 +95,28 @@ fn figure_table(out: &mut String, figure: &Figure) {
             }
         }
     }
-    let has_baseline = figure.series.iter().any(|s| s.system == "baseline");
-    let others: Vec<_> = figure
-        .series
-        .iter()
-        .filter(|s| has_baseline && s.system != "baseline")
-        .collect();
+    // Speedups over each reference present: every other system over plain
+    // QEMU, edgemig's systems over QEMU's best single-path setup.
+    let references = ["baseline", "best_single_path"];
+    let mut speedups: Vec<(&str, &str)> = Vec::new();
+    for (i, reference) in references.iter().enumerate() {
+        if figure.series.iter().any(|s| s.system == *reference) {
+            for s in &figure.series {
+                if !references[..=i].contains(&s.system.as_str()) {
+                    speedups.push((s.system.as_str(), reference));
+                }
+            }
+        }
+    }
     let mut header = format!("| {} |", figure.x_label);
     for s in &figure.series {
         let _ = write!(header, " {} |", s.label);
     }
-    for s in &others {
-        let _ = write!(header, " {} / baseline speedup |", s.system);
+    for (system, reference) in &speedups {
+        let _ = write!(header, " {system} / {reference} speedup |");
     }
     let _ = writeln!(out, "{header}");
-    let columns = 1 + figure.series.len() + others.len();
+    let columns = 1 + figure.series.len() + speedups.len();
     let _ = writeln!(out, "|{}", "---|".repeat(columns));
     let factor = display_factor(figure);
     for x in xs {
@@ -120,9 +128,9 @@ fn figure_table(out: &mut String, figure: &Figure) {
                 cell(find(figure, &s.system, x), factor, &figure.display_unit)
             );
         }
-        let base = find(figure, "baseline", x).and_then(|p| p.median);
-        for s in &others {
-            let value = find(figure, &s.system, x).and_then(|p| p.median);
+        for (system, reference) in &speedups {
+            let base = find(figure, reference, x).and_then(|p| p.median);
+            let value = find(figure, system, x).and_then(|p| p.median);
             let speedup = match (base, value) {
                 (Some(b), Some(v)) if v > 0.0 => format!("**{:.2}x**", b / v),
                 _ => "-".into(),
@@ -212,5 +220,41 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("- a note"), "{md}");
+    }
+
+    #[test]
+    fn speedups_over_the_best_single_path_setup_too() {
+        let series = |system: &str, ms: f64| FigureSeries {
+            system: system.into(),
+            label: system.into(),
+            points: vec![point(50.0, vec![ms])],
+        };
+        let figure = Figure {
+            id: "time_vs_bandwidth".into(),
+            title: "T".into(),
+            kind: "line".into(),
+            x_label: "x".into(),
+            unit: "ms".into(),
+            display_unit: "s".into(),
+            conditions: "c".into(),
+            series: vec![
+                series("baseline", 40_000.0),
+                series("best_single_path", 30_000.0),
+                series("auto", 10_000.0),
+            ],
+            notes: vec![],
+            plots: vec![],
+            plot_error: None,
+        };
+        let mut out = String::new();
+        figure_table(&mut out, &figure);
+        assert!(
+            out.contains("| x | baseline | best_single_path | auto | best_single_path / baseline speedup | auto / baseline speedup | auto / best_single_path speedup |"),
+            "{out}"
+        );
+        assert!(
+            out.contains("| **1.33x** | **4.00x** | **3.00x** |"),
+            "{out}"
+        );
     }
 }

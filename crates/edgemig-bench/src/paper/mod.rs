@@ -1,7 +1,8 @@
 //! `edgemig bench paper`: the SEC 2017 paper's evaluation reproduced with
 //! edgemig, its baselines measured in the same run — migration time against
 //! the paths' bandwidth and against the VM's memory size (plain QEMU over one
-//! TCP connection, edgemig over MPTCP, edgemig with compression), the
+//! TCP connection, QEMU's best single-path setup of multifd + zstd over one
+//! TCP path, edgemig over MPTCP, edgemig with compression), the
 //! client's throughput and RTT after a migration with and without the
 //! handoff, and a data disk with and without its base image cached at the
 //! destination. Writes `results.json`, `results.md` and PNG + SVG plots
@@ -27,7 +28,7 @@ pub use plan::Plan;
 pub use results::{Figure, FigurePoint, FigureSeries, Machine, PaperResults, RunRecord, XValue};
 pub use stats::{Summary, summarize};
 
-use crate::migrate::Binaries;
+use crate::runner::Binaries;
 use figures::FigureContext;
 
 /// Most runs per point accepted.
@@ -141,7 +142,7 @@ pub async fn run_paper(opts: &PaperOptions) -> Result<PaperOutput, PaperError> {
         repeat: opts.repeat,
         limit_s: opts.limit.as_secs(),
         conditions: format!(
-            "Testbed: two sites in network namespaces joined by {} emulated paths (user-space link emulator; rates set per figure) and a client `{}`; guests with 1 vCPU under QEMU TCG (no KVM); TLS on the migration data path for every system. Systems: *baseline* = plain QEMU over one TCP connection (no multifd, no compression); *mptcp* = edgemig over MPTCP on all paths, no compression; *auto* = edgemig over MPTCP with `--compression auto`.",
+            "Testbed: two sites in network namespaces joined by {} emulated paths (user-space link emulator; rates set per figure) and a client `{}`; guests with 1 vCPU under QEMU TCG (no KVM); TLS on the migration data path for every system. Systems: *baseline* = plain QEMU over one TCP connection (no multifd, no compression); *best_single_path* = QEMU's best setup over one TCP path: multifd with 4 channels + zstd (level from edgemig's model for that path's rate), as `virsh migrate --parallel --compressed` gives; *mptcp* = edgemig over MPTCP on all paths, no compression; *auto* = edgemig over MPTCP with `--compression auto`.",
             opts.config.paths.len(),
             opts.config
                 .clients

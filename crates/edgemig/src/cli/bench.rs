@@ -35,6 +35,9 @@ pub enum BenchCommand {
         /// The traffic tool [default: <target>/x86_64-unknown-linux-gnu/release/edgemig-guest].
         #[arg(long)]
         tool: Option<PathBuf>,
+        /// Skip the second measurement of the paths with a busy TCG guest.
+        #[arg(long)]
+        no_busy_guest: bool,
     },
     /// What the network handoff gives a client: RTT and throughput after a
     /// migration with and without it, against the direct path.
@@ -47,7 +50,9 @@ pub enum BenchCommand {
         seconds: f64,
     },
     /// Migration time of edgemig (MPTCP, MPTCP + compression auto) against
-    /// plain QEMU over one TCP connection, per scenario, in the same run.
+    /// plain QEMU over one TCP connection and QEMU's best single-path setups
+    /// (multifd, multifd + zstd over one TCP path), per scenario, in the same
+    /// run: medians of --repeat runs, the client's stall during the auto runs.
     Migrate {
         /// Testbed config [default: the default testbed].
         #[arg(long)]
@@ -81,6 +86,10 @@ pub enum BenchCommand {
         /// Seconds after which a migration is cancelled (reported as null).
         #[arg(long, default_value_t = 600)]
         limit_s: u64,
+        /// Runs per system and scenario; each figure is their median (with
+        /// min and max).
+        #[arg(long, default_value_t = 3)]
+        repeat: u32,
     },
     /// The paper's evaluation with its baselines in the same run: migration
     /// time vs bandwidth and vs memory size, the client after a migration with
@@ -163,7 +172,7 @@ async fn run_paper_cmd(args: PaperArgs, json: bool) -> anyhow::Result<()> {
 
 /// Runs a benchmark.
 pub async fn run(cmd: BenchCommand, json: bool) -> anyhow::Result<()> {
-    let (config, seconds, sweep, tool) = match cmd {
+    let (config, seconds, sweep, tool, no_busy_guest) = match cmd {
         BenchCommand::Follow(args) => return super::bench_follow::run(args, json).await,
         BenchCommand::Paper(args) => return run_paper_cmd(args, json).await,
         BenchCommand::Links {
@@ -171,7 +180,8 @@ pub async fn run(cmd: BenchCommand, json: bool) -> anyhow::Result<()> {
             seconds,
             sweep,
             tool,
-        } => (config, seconds, sweep, tool),
+            no_busy_guest,
+        } => (config, seconds, sweep, tool, no_busy_guest),
         BenchCommand::Handoff { config, seconds } => {
             let exe_dir = std::env::current_exe()?
                 .parent()
@@ -194,8 +204,8 @@ pub async fn run(cmd: BenchCommand, json: bool) -> anyhow::Result<()> {
                 return output::json(&r);
             }
             println!(
-                "client session survived: {} ({} errors), longest stall {} ms",
-                r.survived, r.errors, r.max_stall_ms
+                "client session survived: {} ({} errors), longest stall {} ms, p99 gap {} ms (10 ms probes)",
+                r.survived, r.errors, r.max_stall_ms, r.stall_p99_ms
             );
             println!("{:<22} {:>10} {:>10}", "", "RTT ms", "Mbit/s");
             println!(
@@ -215,8 +225,14 @@ pub async fn run(cmd: BenchCommand, json: bool) -> anyhow::Result<()> {
                 "direct path", r.rtt_direct_ms, r.mbit_direct
             );
             println!(
-                "handoff vs tunnel: {:.1}x throughput",
-                r.mbit_after / r.mbit_no_handoff.max(f64::MIN_POSITIVE)
+                "{:<22} {:>10.1} {:>10.1}",
+                "VM there from start", r.rtt_reference_vm_ms, r.mbit_reference_vm
+            );
+            println!(
+                "handoff vs tunnel: {:.1}x throughput; after the handoff vs a VM there from the start: {:.0}% of its throughput, RTT {:+.1} ms",
+                r.mbit_after / r.mbit_no_handoff.max(f64::MIN_POSITIVE),
+                100.0 * r.mbit_after / r.mbit_reference_vm.max(f64::MIN_POSITIVE),
+                r.rtt_after_ms - r.rtt_reference_vm_ms
             );
             return Ok(());
         }
@@ -230,6 +246,7 @@ pub async fn run(cmd: BenchCommand, json: bool) -> anyhow::Result<()> {
             disk_base_mib,
             no_base_at_destination,
             limit_s,
+            repeat,
         } => {
             let scenarios = scenarios
                 .iter()
@@ -259,10 +276,12 @@ pub async fn run(cmd: BenchCommand, json: bool) -> anyhow::Result<()> {
                     base_mib: disk_base_mib,
                     base_at_destination: !no_base_at_destination,
                 },
+                repeat,
                 limit: std::time::Duration::from_secs(limit_s),
                 agent: exe_dir.join("edgemigd"),
                 linkemu: exe_dir.join("edgemig-linkemu"),
                 image_dir: target_dir().join("guest-image"),
+                tool: target_dir().join("x86_64-unknown-linux-gnu/release/edgemig-guest"),
             };
             let report = run_migrate_bench(&opts).await?;
             if json {
@@ -301,6 +320,7 @@ pub async fn run(cmd: BenchCommand, json: bool) -> anyhow::Result<()> {
         linkemu: exe_dir.join("edgemig-linkemu"),
         image_dir: target.join("guest-image"),
         tool: tool.unwrap_or_else(|| target.join("x86_64-unknown-linux-gnu/release/edgemig-guest")),
+        loaded: !no_busy_guest,
     };
     let report = run_links(&opts).await?;
     if json {
@@ -312,21 +332,7 @@ pub async fn run(cmd: BenchCommand, json: bool) -> anyhow::Result<()> {
 
 fn print_run(title: &str, run: &LinksRun) {
     println!("{title}");
-    println!(
-        "  {:<8} {:>10} {:>14} {:>9} {:>9} {:>9}",
-        "path", "rate Mb/s", "measured Mb/s", "ratio", "2xdelay", "RTT ms"
-    );
-    for p in &run.paths {
-        println!(
-            "  {:<8} {:>10.1} {:>14.1} {:>8.1}% {:>9.1} {:>9.2}",
-            p.name,
-            p.rate_mbit,
-            p.measured_mbit,
-            100.0 * p.measured_mbit / p.rate_mbit.max(f64::MIN_POSITIVE),
-            2.0 * p.delay_ms,
-            p.rtt_ms
-        );
-    }
+    print_paths(&run.paths);
     println!(
         "  MPTCP over all paths {:.1} Mb/s vs TCP over path1 {:.1} Mb/s: {:.2}x; emulator CPU {:.1}% of a core per 100 Mb/s",
         run.mptcp_mbit,
@@ -336,10 +342,44 @@ fn print_run(title: &str, run: &LinksRun) {
     );
 }
 
+fn print_paths(paths: &[edgemig_bench::links::PathResult]) {
+    println!(
+        "  {:<8} {:>10} {:>14} {:>9} {:>9} {:>9} {:>10}",
+        "path", "rate Mb/s", "measured Mb/s", "ratio", "2xdelay", "RTT ms", "tolerance"
+    );
+    for p in paths {
+        println!(
+            "  {:<8} {:>10.1} {:>14.1} {:>8.1}% {:>9.1} {:>9.2} {:>10}",
+            p.name,
+            p.rate_mbit,
+            p.measured_mbit,
+            100.0 * p.measured_mbit / p.rate_mbit.max(f64::MIN_POSITIVE),
+            2.0 * p.delay_ms,
+            p.rtt_ms,
+            if p.within_tolerance {
+                "within"
+            } else {
+                "outside"
+            }
+        );
+    }
+}
+
 fn print_report(report: &LinksReport) {
     print_run(
         &format!("config ({} s per measurement)", report.seconds),
         &report.main,
+    );
+    if let Some(loaded) = &report.loaded {
+        println!(
+            "with {} (its QEMU used {:.2} cores)",
+            loaded.guest, loaded.guest_cpu_cores
+        );
+        print_paths(&loaded.paths);
+    }
+    println!(
+        "tolerances: rate within {}% of the configured rate, RTT within {} ms of 2 x delay",
+        report.tolerances.rate_pct, report.tolerances.rtt_ms
     );
     for point in &report.sweep {
         print_run(
@@ -350,29 +390,68 @@ fn print_report(report: &LinksReport) {
 }
 
 fn print_migrate(report: &MigrateBenchReport) {
-    let f = |v: Option<u64>| {
+    let secs = |v: Option<u64>| {
         v.map_or_else(
             || "-".to_string(),
-            |ms| format!("{:.1}s", ms as f64 / 1000.0),
+            |ms| format!("{:.1}", ms as f64 / 1000.0),
         )
     };
+    let time = |m: Option<u64>, lo: Option<u64>, hi: Option<u64>| match (m, lo, hi) {
+        (Some(_), Some(lo), Some(hi)) if lo != hi => {
+            format!("{}s [{}-{}]", secs(m), secs(Some(lo)), secs(Some(hi)))
+        }
+        (Some(_), _, _) => format!("{}s", secs(m)),
+        _ => "-".to_string(),
+    };
     let x = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |r| format!("{r:.2}x"));
+    let ms = |v: Option<u64>| v.map_or_else(|| "-".to_string(), |d| format!("{d}ms"));
     println!("{}", report.conditions);
     println!(
-        "{:<13} {:>9} {:>9} {:>9} {:>8} {:>8} {:>9} {:>9}",
-        "scenario", "baseline", "mptcp", "auto", "x mptcp", "x auto", "downtime", "agg share"
+        "{:<13} {:>20} {:>20} {:>20} {:>20} {:>20}",
+        "scenario", "baseline", "multifd_tcp", "best_single_path", "mptcp", "auto"
     );
     for r in &report.runs {
         println!(
-            "{:<13} {:>9} {:>9} {:>9} {:>8} {:>8} {:>9} {:>9}",
+            "{:<13} {:>20} {:>20} {:>20} {:>20} {:>20}",
             r.scenario,
-            f(r.baseline_ms),
-            f(r.mptcp_ms),
-            f(r.auto_ms),
+            time(r.baseline_ms, r.baseline_ms_min, r.baseline_ms_max),
+            time(r.multifd_tcp_ms, r.multifd_tcp_ms_min, r.multifd_tcp_ms_max),
+            time(
+                r.best_single_path_ms,
+                r.best_single_path_ms_min,
+                r.best_single_path_ms_max
+            ),
+            time(r.mptcp_ms, r.mptcp_ms_min, r.mptcp_ms_max),
+            time(r.auto_ms, r.auto_ms_min, r.auto_ms_max),
+        );
+    }
+    println!(
+        "{:<13} {:>8} {:>8} {:>10} {:>10} {:>9} {:>9} {:>8} {:>9} {:>9} {:>9}",
+        "scenario",
+        "x mptcp",
+        "x auto",
+        "mptcp/mfd",
+        "auto/best",
+        "downtime",
+        "qemu dt",
+        "fixed",
+        "stall",
+        "stall p99",
+        "agg share"
+    );
+    for r in &report.runs {
+        println!(
+            "{:<13} {:>8} {:>8} {:>10} {:>10} {:>9} {:>9} {:>8} {:>9} {:>9} {:>9}",
+            r.scenario,
             x(r.speedup_mptcp),
             x(r.speedup_auto),
-            r.downtime_ms
-                .map_or_else(|| "-".to_string(), |d| format!("{d}ms")),
+            x(r.speedup_mptcp_vs_multifd_tcp),
+            x(r.speedup_auto_vs_best_single_path),
+            ms(r.downtime_ms),
+            ms(r.qemu_downtime_ms),
+            ms(r.fixed_ms),
+            ms(r.client_stall_ms),
+            ms(r.client_stall_p99_ms),
             r.aggregate_share
                 .map_or_else(|| "-".to_string(), |s| format!("{:.0}%", s * 100.0)),
         );
