@@ -33,7 +33,7 @@ pub const RATE_TOLERANCE_PCT: f64 = 5.0;
 pub const RTT_TOLERANCE_MS: f64 = 0.5;
 
 /// The busy guest: RAM and the memory writer's working set, MiB.
-const BUSY_GUEST_MIB: (u64, u32) = (128, 64);
+const BUSY_GUEST_MIB: (u64, u32) = (256, 64);
 
 /// Errors of the benchmark.
 #[derive(Debug, thiserror::Error)]
