@@ -1,14 +1,22 @@
-//! `edgemig demo`: the paper's story on a testbed built for it, torn down
-//! afterwards (also on Ctrl-C) unless `--keep`.
+//! `edgemig demo`: the paper's story with a real Debian guest, on a
+//! testbed built for it and torn down afterwards (also on Ctrl-C) unless
+//! `--keep`. The Debian image is built first (or taken from the cache
+//! under the target directory, as `edgemig image build --distro debian12`
+//! does).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
+use anyhow::Context;
 use clap::Args;
-use edgemig_bench::{DemoOptions, DemoSummary, run_demo};
-use serde_json::json;
+use edgemig_bench::demo::{DemoSummary, RESOLUTION_MS};
+use edgemig_bench::{DemoOptions, run_demo};
+use edgemig_image::distro::{self, Agent, DistroImage, DistroSpec, PackageName};
 
-use super::image::target_dir;
+use super::image::{default_agent_deb, target_dir};
 use super::output;
+
+/// The Debian packages of alice's VM besides the base set.
+const PACKAGES: &[&str] = &["nginx-light"];
 
 /// `edgemig demo` arguments.
 #[derive(Debug, Args)]
@@ -19,22 +27,70 @@ pub struct DemoArgs {
     /// Testbed name.
     #[arg(long, default_value = "demo")]
     pub name: String,
-    /// Seconds per throughput measurement.
+    /// Seconds alice downloads from the far site before the VM's policy is set.
     #[arg(long, default_value_t = 4.0)]
     pub seconds: f64,
-    /// The VM's RAM in MiB (a quarter of it holds data).
-    #[arg(long, default_value_t = 256)]
+    /// The VM's RAM in MiB.
+    #[arg(long, default_value_t = 512)]
     pub memory_mib: u64,
+    /// Then move the VM back over one TCP path (`--transport tcp`) and
+    /// print the measured ratio.
+    #[arg(long)]
+    pub baseline: bool,
 }
 
 /// The demo ended without its VM at site-b or with alice's session broken.
 #[derive(Debug, thiserror::Error)]
-#[error("The demo's story did not end well: VM at {vm_site}, connection survived: {survived}")]
+#[error(
+    "The demo's story did not end well: VM at {vm_site}, alice's download alive: {alive}, her subflows to the new address: {to_new}, to the old: {to_old}"
+)]
 pub struct DemoFailed {
     /// Where the VM ended.
     pub vm_site: String,
-    /// Whether alice's session survived.
-    pub survived: bool,
+    /// Whether alice's download survived.
+    pub alive: bool,
+    /// Her subflows to the new address after the handoff.
+    pub to_new: u32,
+    /// Her subflows to the old address after the handoff.
+    pub to_old: u32,
+}
+
+/// A directory of this run under `<target>/tmp`, removed when dropped
+/// (the image copy the demo imports; the sites keep their own).
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(target: &Path) -> anyhow::Result<Self> {
+        let dir = target
+            .join("tmp")
+            .join(format!("demo-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("Cannot create {}", dir.display()))?;
+        Ok(Self(dir))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Builds (or takes from the cache) the Debian image into `dir`.
+fn debian_image(dir: &Path) -> anyhow::Result<DistroImage> {
+    let target = target_dir();
+    let packages = PACKAGES
+        .iter()
+        .map(|p| p.parse::<PackageName>())
+        .collect::<Result<Vec<_>, _>>()?;
+    let spec = DistroSpec::debian12(
+        packages,
+        Agent::Deb(default_agent_deb(&target)),
+        target.join("distro-cache"),
+    );
+    let mut progress = |step| eprintln!("demo: image: {step}");
+    let out = dir.join("debian12.qcow2");
+    distro::build(&spec, &out, &mut progress).context("Cannot build the demo's Debian image")
 }
 
 /// Runs the demo.
@@ -44,6 +100,23 @@ pub async fn run(args: DemoArgs, json_out: bool) -> anyhow::Result<()> {
         .map(PathBuf::from)
         .unwrap_or_default();
     let target = target_dir();
+    let scratch = Scratch::new(&target)?;
+    eprintln!(
+        "demo: the Debian 12 image with {} (cached after the first build)",
+        PACKAGES.join(", ")
+    );
+    let dir = scratch.0.clone();
+    let image = tokio::task::spawn_blocking(move || debian_image(&dir)).await??;
+    eprintln!(
+        "demo: image ready in {:.1} s ({}, kernel {})",
+        image.seconds,
+        if image.cache_hit {
+            "from the cache"
+        } else {
+            "built"
+        },
+        image.kernel
+    );
     let opts = DemoOptions {
         name: args.name,
         keep: args.keep,
@@ -52,7 +125,9 @@ pub async fn run(args: DemoArgs, json_out: bool) -> anyhow::Result<()> {
         agent: exe_dir.join("edgemigd"),
         linkemu: exe_dir.join("edgemig-linkemu"),
         image_dir: target.join("guest-image"),
-        tool: target.join("x86_64-unknown-linux-gnu/release/edgemig-guest"),
+        debian_image: image.path.clone(),
+        packages: PACKAGES.iter().map(|p| (*p).to_string()).collect(),
+        baseline: args.baseline,
         live: true,
     };
     let summary = tokio::select! {
@@ -60,67 +135,152 @@ pub async fn run(args: DemoArgs, json_out: bool) -> anyhow::Result<()> {
         _ = tokio::signal::ctrl_c() => anyhow::bail!("Interrupted; the demo testbed was removed"),
     };
     if json_out {
-        output::json(&json!({
-            "vm_site": summary.vm_site,
-            "connection_survived": summary.connection_survived,
-            "total_ms": summary.total_ms,
-            "downtime_ms": summary.downtime_ms,
-            "baseline_estimate_ms": summary.baseline_estimate_ms,
-            "paths": summary.paths,
-            "rtt_before_ms": summary.rtt_before_ms,
-            "rtt_after_ms": summary.rtt_after_ms,
-            "mbit_before": summary.mbit_before,
-            "mbit_after": summary.mbit_after,
-        }))?;
+        output::json(&summary)?;
     } else {
         print_summary(&summary);
     }
-    if summary.vm_site != "site-b" || !summary.connection_survived {
+    if !summary.story_ok() {
         return Err(DemoFailed {
             vm_site: summary.vm_site,
-            survived: summary.connection_survived,
+            alive: summary.session.alive,
+            to_new: summary.address.subflows_to_new,
+            to_old: summary.address.subflows_to_old,
         }
         .into());
     }
     Ok(())
 }
 
-fn print_summary(s: &DemoSummary) {
-    println!("\nedgemig demo: alice's VM followed her from site-a to site-b");
-    println!(
-        "  migration     {:.1} s over both paths (single TCP path estimate {:.1} s, {:.1}x), downtime {} ms",
-        s.total_ms as f64 / 1000.0,
-        s.baseline_estimate_ms as f64 / 1000.0,
-        s.baseline_estimate_ms as f64 / s.total_ms.max(1) as f64,
-        s.downtime_ms
-    );
-    for p in &s.paths {
-        println!("  path {:<8} {:.1} MiB", p.name, p.bytes as f64 / 1048576.0);
+fn secs(ms: Option<u64>) -> String {
+    ms.map_or_else(|| "-".into(), |m| format!("{:.1} s", m as f64 / 1000.0))
+}
+
+fn mbit(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".into(), |m| format!("{m:.1} Mbit/s"))
+}
+
+fn ratio(after: Option<f64>, before: Option<f64>) -> String {
+    match (after, before) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.1}x", a / b),
+        _ => "-".into(),
     }
-    if let Some(n) = &s.report.network {
+}
+
+fn print_summary(s: &DemoSummary) {
+    let m = &s.migration;
+    let p = &m.phases;
+    println!(
+        "\nedgemig demo: alice's Debian VM followed her from {} to {}",
+        m.from, s.vm_site
+    );
+    println!(
+        "  VM           {}: Debian 12 with {}, booted in {:.1} s; nginx on MPTCP through {}",
+        s.vm,
+        s.image.packages.join(", "),
+        s.boot_ms as f64 / 1000.0,
+        s.mptcp_apps
+    );
+    println!(
+        "  image        {} {} pushed to site-b beforehand ({:.0} MiB sent in {:.1} s)",
+        s.image.name,
+        s.image.digest.get(..19).unwrap_or(&s.image.digest),
+        s.image.push_wire_bytes as f64 / 1_048_576.0,
+        s.image.push_ms as f64 / 1000.0
+    );
+    println!(
+        "  trigger      follow policy, {:.1} s after it was set: {}",
+        s.trigger.decided_ms as f64 / 1000.0,
+        s.trigger.explanation
+    );
+    println!(
+        "  migration    {} over both paths ({}, compression {}): prepare {}, disk {}, memory {}, switchover {}; fixed cost {}",
+        secs(Some(m.total_ms)),
+        m.transport.as_str(),
+        m.compression,
+        secs(p.prepare_ms),
+        secs(p.disk_ms),
+        secs(p.memory_ms),
+        secs(p.switchover_ms),
+        secs(m.fixed_ms)
+    );
+    println!(
+        "  downtime     {} ms (QEMU's figure {} ms); handoff {} after the move",
+        m.downtime_ms.map_or_else(|| "-".into(), |d| d.to_string()),
+        m.qemu_downtime_ms
+            .map_or_else(|| "-".into(), |d| d.to_string()),
+        secs(p.handoff_ms)
+    );
+    for d in &m.disks {
         println!(
-            "  address       {} -> {} (handoff {})",
-            n.old_address, n.new_address, n.handoff
+            "  disk {:<7} sync {}, {:.1} MiB sent{}",
+            d.role,
+            d.sync,
+            d.bytes as f64 / 1_048_576.0,
+            if d.sync == "top" {
+                " (only the overlay: site-b held the image)"
+            } else {
+                ""
+            }
+        );
+    }
+    for path in &m.paths {
+        println!(
+            "  path {:<7} {:.1} MiB",
+            path.name,
+            path.bytes as f64 / 1_048_576.0
         );
     }
     println!(
-        "  alice RTT     {:.1} ms before -> {:.1} ms after ({:.1}x lower)",
-        s.rtt_before_ms,
-        s.rtt_after_ms,
-        s.rtt_before_ms / s.rtt_after_ms.max(f64::MIN_POSITIVE)
+        "  address      {} -> {}; alice's subflows after the handoff: {} to the new address, {} to the old",
+        s.address.old, s.address.new, s.address.subflows_to_new, s.address.subflows_to_old
+    );
+    let rtt = |v: Option<f64>| v.map_or_else(|| "-".into(), |r| format!("{r:.1} ms"));
+    println!(
+        "  alice RTT    {} before -> {} after ({} lower)",
+        rtt(s.before.rtt_ms),
+        rtt(s.after.rtt_ms),
+        ratio(s.before.rtt_ms, s.after.rtt_ms)
     );
     println!(
-        "  alice bulk    {:.1} Mbit/s before -> {:.1} Mbit/s after ({:.1}x)",
-        s.mbit_before,
-        s.mbit_after,
-        s.mbit_after / s.mbit_before.max(f64::MIN_POSITIVE)
+        "  alice rate   {} before, {} during the move, {} after ({})",
+        mbit(s.before.mbit),
+        mbit(s.during.mbit),
+        mbit(s.after.mbit),
+        ratio(s.after.mbit, s.before.mbit)
     );
+    let switchover_at =
+        p.prepare_ms.unwrap_or(0) + p.disk_ms.unwrap_or(0) + p.memory_ms.unwrap_or(0);
     println!(
-        "  connection    {}",
-        if s.connection_survived {
-            "survived (no error, same MPTCP session throughout)"
+        "  stall        longest gap {} ms, p99 {} ms ({RESOLUTION_MS} ms resolution); the longest began {:.1} s into the migration (switchover at {:.1} s)",
+        s.stall.max_ms,
+        s.stall.p99_ms,
+        s.stall_at_ms as f64 / 1000.0,
+        switchover_at as f64 / 1000.0
+    );
+    let x = &s.session;
+    println!(
+        "  download     {}: {} of {} copies of {} MiB verified, {} connection(s), exit {}: {}",
+        x.client,
+        x.verified_copies,
+        x.copies,
+        x.copy_bytes >> 20,
+        x.connections,
+        x.exit_code.map_or_else(|| "-".into(), |c| c.to_string()),
+        if x.alive {
+            "survived, same connection throughout"
         } else {
             "BROKEN"
         }
     );
+    if let Some(b) = &s.baseline {
+        println!(
+            "  baseline     one TCP path back to {}: {} ({:.1}x the MPTCP migration's {}; copy {})",
+            b.migration.to,
+            secs(Some(b.migration.total_ms)),
+            b.ratio,
+            secs(Some(m.total_ms)),
+            b.copy_ratio
+                .map_or_else(|| "-".into(), |r| format!("{r:.1}x"))
+        );
+    }
 }
