@@ -11,6 +11,7 @@
 //! back over one TCP path.
 
 mod curl;
+mod outcome;
 mod progress;
 mod summary;
 mod vm;
@@ -21,7 +22,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use edgemig_api::{ApiClient, MigrateRequest, PolicySpec};
 use edgemig_migration::{MigrateOptions, MigrationReport, Transport};
-use edgemig_policy::FollowPolicy;
 use edgemig_testbed::{TestbedConfig, UpOptions};
 use serde_json::json;
 
@@ -85,13 +85,13 @@ pub struct DemoOptions {
 }
 
 /// alice's VM.
-const VM: &str = "alice-web";
+pub(crate) const VM: &str = "alice-web";
 /// The image's name in the sites' caches.
-const IMAGE: &str = "debian12";
+pub(crate) const IMAGE: &str = "debian12";
 /// The file nginx serves, its size and seed.
-const FILE: &str = "/var/www/html/demo.bin";
-const FILE_MIB: u32 = 16;
-const FILE_SEED: u64 = 2017;
+pub(crate) const FILE: &str = "/var/www/html/demo.bin";
+pub(crate) const FILE_MIB: u32 = 16;
+pub(crate) const FILE_SEED: u64 = 2017;
 /// alice's link to site-a after her commute.
 const FAR_RATE_MBIT: f64 = 10.0;
 const FAR: (&str, &str) = ("10mbit", "40ms");
@@ -101,8 +101,12 @@ const FAR: (&str, &str) = ("10mbit", "40ms");
 const DOWNLOAD_BUDGET_S: f64 = 100.0;
 /// Handshakes timed per RTT figure.
 const RTT_TRIES: usize = 5;
+/// The follow policy's hold: how long site-b must stay better.
+const HOLD_MS: u64 = 3_000;
+/// Longest wait for alice's download after the move.
+const DOWNLOAD_LIMIT: Duration = Duration::from_secs(600);
 
-fn say(live: bool, text: &str) {
+pub(crate) fn say(live: bool, text: &str) {
     if live {
         eprintln!("demo: {text}");
     }
@@ -168,57 +172,13 @@ async fn story(
     let alice = state.netns_of("alice").unwrap_or_default().to_string();
     let live = opts.live;
 
+    let vm = vm::prepare(&a, &alice, opts).await?;
+    let old_ip = vm.ip.clone();
     say(
         live,
         &format!(
-            "importing the Debian 12 image ({}) at site-a; pushing it to site-b while alice's VM boots",
-            opts.packages.join(", ")
-        ),
-    );
-    let imported = a
-        .import_image(&edgemig_api::ImageImport {
-            path: opts.debian_image.display().to_string(),
-            name: Some(IMAGE.into()),
-            firmware: None,
-        })
-        .await?;
-    let (push, boot) = tokio::try_join!(
-        vm::push_image(&a, IMAGE),
-        vm::boot(&a, VM, IMAGE, opts.memory_mib)
-    )?;
-    say(
-        live,
-        &format!(
-            "image at site-b: {:.0} MiB sent in {:.1} s; VM booted through GRUB and systemd in {:.1} s",
-            push.wire_bytes as f64 / 1_048_576.0,
-            push.total_ms as f64 / 1000.0,
-            boot.as_secs_f64()
-        ),
-    );
-    let mechanism = vm::mptcp_nginx(&a, VM).await?;
-    let checksum = vm::write_file(&a, VM, FILE, FILE_MIB, FILE_SEED).await?;
-    let created = a.vm(VM).await?;
-    let old_ip = created
-        .nics
-        .first()
-        .and_then(|n| n.address.as_deref())
-        .map(ip_of)
-        .unwrap_or_default();
-    let url = format!("http://{old_ip}/demo.bin");
-    let ready = Instant::now();
-    while !curl::reachable(&alice, &url) {
-        if ready.elapsed() > Duration::from_secs(60) {
-            return Err(DemoError::Timeout(format!(
-                "nginx did not answer alice at {url}"
-            )));
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    say(
-        live,
-        &format!(
-            "nginx serves {FILE} ({FILE_MIB} MiB) over MPTCP ({mechanism}) at {old_ip}; alice commutes: her link to site-a becomes {}, {} one way",
-            FAR.0, FAR.1
+            "nginx serves {FILE} ({FILE_MIB} MiB) over MPTCP ({}) at {old_ip}; alice commutes: her link to site-a becomes {}, {} one way",
+            vm.mechanism, FAR.0, FAR.1
         ),
     );
     if let Some(l) = state.links.iter().find(|l| l.name == "alice-site-a") {
@@ -226,64 +186,38 @@ async fn story(
     }
     let rtt_before = curl::handshake_rtt_ms(&alice, &format!("http://{old_ip}/"), RTT_TRIES)?;
 
-    let copy_bytes = u64::from(FILE_MIB) << 20;
     let budget = FAR_RATE_MBIT * 1e6 / 8.0 * (DOWNLOAD_BUDGET_S + opts.seconds);
-    let copies = (budget / copy_bytes as f64).ceil().max(2.0) as u32;
+    let asked = outcome::Asked {
+        client: "mptcpize run curl".into(),
+        url: format!("http://{old_ip}/demo.bin"),
+        copies: (budget / f64::from(FILE_MIB << 20)).ceil().max(2.0) as u32,
+        copy_bytes: u64::from(FILE_MIB) << 20,
+        checksum: vm.checksum,
+    };
     let download_unix_ms = unix_ms();
-    let mut download = Download::start(&alice, &url, copies, copy_bytes)?;
+    let mut download = Download::start(&alice, &asked.url, asked.copies, asked.copy_bytes)?;
     say(
         live,
         &format!(
-            "alice: mptcpize run curl {url} ({copies} copies over one connection); handshake RTT {rtt_before:.1} ms"
+            "alice: {} {} ({} copies over one connection); handshake RTT {rtt_before:.1} ms",
+            asked.client, asked.url, asked.copies
         ),
     );
-    let before_s = opts.seconds.max(1.0) + 1.0;
-    tokio::time::sleep(Duration::from_secs_f64(before_s)).await;
+    tokio::time::sleep(Duration::from_secs_f64(opts.seconds.max(1.0) + 1.0)).await;
 
     say(live, "setting the VM's policy: follow its clients");
-    let policy = FollowPolicy {
-        hold_ms: 3_000,
-        ..FollowPolicy::default()
-    };
-    a.set_policy(VM, &PolicySpec::Follow(policy)).await?;
-    let decided = Instant::now();
-    let view = loop {
-        if let Ok(v) = a.migration(VM).await {
-            break v;
-        }
-        if decided.elapsed() > Duration::from_secs(120) || !download.running() {
-            let why = a
-                .vm(VM)
-                .await
-                .ok()
-                .and_then(|v| v.policy)
-                .map(|p| format!("{}: {}", p.status, p.explanation.unwrap_or_default()))
-                .unwrap_or_default();
-            return Err(DemoError::Timeout(format!(
-                "the follow policy did not move the VM while alice downloaded ({why})"
-            )));
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
-    let decided_ms = ms(decided.elapsed());
-    let explanation = a
-        .vm(VM)
-        .await
-        .ok()
-        .and_then(|v| v.policy)
-        .and_then(|p| p.explanation)
-        .unwrap_or_default()
-        .replace('\n', "; ");
+    let started = watch::follow(&a, VM, HOLD_MS, &mut download).await?;
     say(
         live,
         &format!(
-            "follow policy, after {:.1} s: {explanation}; migrating to {}",
-            decided_ms as f64 / 1000.0,
-            view.to
+            "follow policy, after {:.1} s: {}; migrating to {}",
+            started.decided_ms as f64 / 1000.0,
+            started.explanation,
+            started.to
         ),
     );
     let report = watch::until_done(&a, VM, live, Some(&download)).await?;
-    let ended_ms = download.now_ms();
+    let moved_to_ms = download.now_ms();
     let network = report
         .network
         .clone()
@@ -299,53 +233,24 @@ async fn story(
             report.downtime_ms.unwrap_or(0)
         ),
     );
-    let after_from = ended_ms + 500;
     say(
         live,
         "alice's download carries on from the near site until it is done",
     );
-    let done = download.finish(Duration::from_secs(600));
+    let deadline = Instant::now() + DOWNLOAD_LIMIT;
+    while download.running() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let done = download.finish(Duration::ZERO);
     let rtt_after = curl::handshake_rtt_ms(&alice, &format!("http://{new_ip}/"), RTT_TRIES).ok();
-
-    let moved_from = report.started_at.saturating_sub(download_unix_ms);
-    let last = done.arrivals.last().map_or(0, |a| a.at_ms);
-    let stall_to = ended_ms + 1000;
-    let spanned = last >= stall_to && done.arrivals.first().is_some_and(|a| a.at_ms < moved_from);
-    let gaps = progress::gaps_between(
-        &done.arrivals,
-        moved_from,
-        stall_to.min(last.max(moved_from + RESOLUTION_MS)),
+    let judged = outcome::judge(
+        &done,
+        &asked,
+        outcome::Timeline {
+            moved_from_ms: report.started_at.saturating_sub(download_unix_ms),
+            moved_to_ms,
+        },
     );
-    let verified = done.checksums.iter().filter(|c| **c == checksum).count();
-    let connections: u32 = done.transfers.iter().map(|t| t.connects).sum();
-    let all_ok = done.transfers.len() == copies as usize
-        && done
-            .transfers
-            .iter()
-            .all(|t| t.http_code == 200 && t.size == copy_bytes);
-    let session = Session {
-        client: "mptcpize run curl".into(),
-        url,
-        copies,
-        copy_bytes,
-        bytes: done.bytes,
-        exit_code: done.exit_code,
-        verified_copies: u32::try_from(verified).unwrap_or(u32::MAX),
-        connections,
-        spanned,
-        alive: done.exit_code == Some(0)
-            && verified == copies as usize
-            && all_ok
-            && connections == 1
-            && spanned,
-        errors: done.errors.clone(),
-    };
-    let window = |from: u64, to: u64| {
-        let to = to.min(last);
-        (to >= from + 200)
-            .then(|| progress::mbit_between(&done.arrivals, from, to))
-            .flatten()
-    };
     let at_b = b
         .vm(VM)
         .await
@@ -355,20 +260,20 @@ async fn story(
         vm_site: if at_b { "site-b" } else { "site-a" }.into(),
         image: DemoImage {
             name: IMAGE.into(),
-            digest: imported.digest.clone(),
+            digest: vm.imported.digest.clone(),
             packages: opts.packages.clone(),
-            file_bytes: imported.file_bytes,
-            push_wire_bytes: push.wire_bytes,
-            push_ms: push.total_ms,
+            file_bytes: vm.imported.file_bytes,
+            push_wire_bytes: vm.push.wire_bytes,
+            push_ms: vm.push.total_ms,
         },
-        boot_ms: ms(boot),
-        mptcp_apps: mechanism,
+        boot_ms: ms(vm.boot),
+        mptcp_apps: vm.mechanism,
         trigger: Trigger {
             by: "follow".into(),
-            explanation,
-            decided_ms,
+            explanation: started.explanation,
+            decided_ms: started.decided_ms,
         },
-        session,
+        session: judged.session,
         address: Address {
             old: old_ip,
             new: new_ip,
@@ -377,18 +282,18 @@ async fn story(
         },
         before: Measure {
             rtt_ms: Some(rtt_before),
-            mbit: window(1000, moved_from),
+            mbit: judged.rates.before,
         },
         during: Measure {
             rtt_ms: None,
-            mbit: window(moved_from, ended_ms),
+            mbit: judged.rates.during,
         },
         after: Measure {
             rtt_ms: rtt_after,
-            mbit: window(after_from, last),
+            mbit: judged.rates.after,
         },
-        stall: gaps.map(|g| g.stall()).unwrap_or_default(),
-        stall_at_ms: gaps.map_or(0, |g| g.max_at_ms),
+        stall: judged.stall,
+        stall_at_ms: judged.stall_at_ms,
         migration: report,
         baseline: None,
     };

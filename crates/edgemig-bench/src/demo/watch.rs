@@ -1,10 +1,12 @@
-//! Following a migration through the source agent's API until its report,
-//! with a progress line per second when live.
+//! The migration's start (the follow policy deciding) and its course
+//! through the source agent's API until its report, with a progress line
+//! per second when live.
 
 use std::time::{Duration, Instant};
 
-use edgemig_api::ApiClient;
+use edgemig_api::{ApiClient, PolicySpec};
 use edgemig_migration::{MigrationReport, ReportStatus};
+use edgemig_policy::FollowPolicy;
 
 use super::DemoError;
 use super::curl::Download;
@@ -12,6 +14,64 @@ use super::progress::mbit_between;
 
 /// Longest a migration of the demo may take.
 const MIGRATION_LIMIT: Duration = Duration::from_secs(900);
+
+/// Longest wait for the follow policy to start a migration.
+const DECISION_LIMIT: Duration = Duration::from_secs(120);
+
+/// The migration the policy started.
+pub struct Started {
+    /// Its destination.
+    pub to: String,
+    /// From setting the policy to the migration's start, ms.
+    pub decided_ms: u64,
+    /// The policy's explanation, on one line.
+    pub explanation: String,
+}
+
+/// Sets `vm`'s policy to follow its clients (hold `hold_ms`) and waits for
+/// the migration it starts, while alice's download runs.
+pub async fn follow(
+    a: &ApiClient,
+    vm: &str,
+    hold_ms: u64,
+    download: &mut Download,
+) -> Result<Started, DemoError> {
+    let policy = FollowPolicy {
+        hold_ms,
+        ..FollowPolicy::default()
+    };
+    a.set_policy(vm, &PolicySpec::Follow(policy)).await?;
+    let set = Instant::now();
+    let explain = || async {
+        a.vm(vm)
+            .await
+            .ok()
+            .and_then(|v| v.policy)
+            .map(|p| {
+                (
+                    p.status,
+                    p.explanation.unwrap_or_default().replace('\n', "; "),
+                )
+            })
+            .unwrap_or_default()
+    };
+    loop {
+        if let Ok(view) = a.migration(vm).await {
+            return Ok(Started {
+                to: view.to,
+                decided_ms: u64::try_from(set.elapsed().as_millis()).unwrap_or(u64::MAX),
+                explanation: explain().await.1,
+            });
+        }
+        if set.elapsed() > DECISION_LIMIT || !download.running() {
+            let (status, why) = explain().await;
+            return Err(DemoError::Timeout(format!(
+                "the follow policy did not move the VM while alice downloaded ({status}: {why})"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
 
 /// Waits for the migration of `vm` that `a` runs (started already) to end;
 /// its report when it completed. While `live`, prints the phase, what is
