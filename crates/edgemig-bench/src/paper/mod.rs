@@ -23,6 +23,7 @@ use std::time::Duration;
 use edgemig_testbed::TestbedConfig;
 
 pub use figures::FigureError;
+pub(crate) use figures::error_chain;
 pub use output::OutputError;
 pub use plan::Plan;
 pub use results::{Figure, FigurePoint, FigureSeries, Machine, PaperResults, RunRecord, XValue};
