@@ -4,7 +4,7 @@
 test:            ## everything installs, then all tests (root; boots QEMU guests)
 	bash scripts/test.sh
 
-demo:            ## the main job: edgemig demo (testbed, migration over both paths, address handoff)
+demo:            ## the main job: edgemig demo (a Debian VM with nginx follows alice over both paths; her download survives the address change)
 	bash scripts/demo.sh
 
 build:

@@ -115,6 +115,8 @@ for b in "${host_bins[@]}"; do
 done
 install -D -m 0644 packaging/host/edgemigd.service "$h/usr/lib/systemd/system/edgemigd.service"
 install -D -m 0644 packaging/host/site.toml.example "$h/etc/edgemig/site.toml.example"
+install -D -m 0644 packaging/host/60-edgemig.conf "$h/usr/lib/sysctl.d/60-edgemig.conf"
+install -D -m 0644 packaging/host/60-edgemig-userfaultfd.rules "$h/usr/lib/udev/rules.d/60-edgemig-userfaultfd.rules"
 for f in "${image[@]}"; do install -D -m 0644 "$f" "$h/usr/share/edgemig/guest-image/$(basename "$f")"; done
 printf 'Source: edgemig\n\nPackage: edgemig\nArchitecture: amd64\n' > "$work/debian/control"
 shlibs=$(cd "$work" && dpkg-shlibdeps -O -e debian/edgemig/usr/bin/edgemig -e debian/edgemig/usr/bin/edgemigd 2>/dev/null |

@@ -122,4 +122,10 @@ if ! id edgemig-qemu >/dev/null 2>&1; then
   log "creating the system user edgemig-qemu"
   useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin edgemig-qemu
 fi
+# Postcopy migration: QEMU, running as edgemig-qemu, opens /dev/userfaultfd
+# (as the host package's udev rule allows on real hosts).
+if [[ -c /dev/userfaultfd ]] && [[ $(stat -c %G:%a /dev/userfaultfd) != edgemig-qemu:660 ]]; then
+  log "giving edgemig-qemu access to /dev/userfaultfd (postcopy)"
+  chgrp edgemig-qemu /dev/userfaultfd && chmod 0660 /dev/userfaultfd
+fi
 log "ready: $(qemu-system-x86_64 --version | head -n1); kernel $(cat "$kernel_dir/version")"

@@ -141,6 +141,7 @@ pub async fn run(
         )));
         tracing::info!(%site, %addr, "peer API listening (mutual TLS)");
     }
+    check_notsent_lowat();
     tracing::info!(%site, "edgemigd ready");
     let admission = crate::api_socket::Admission {
         // SAFETY: geteuid has no preconditions.
@@ -163,4 +164,19 @@ pub async fn run(
     result?;
     tracing::info!(%site, "edgemigd stopped; VMs keep running");
     Ok(())
+}
+
+/// Warns when the host lets sockets queue much unsent data: the VM's last
+/// state would wait behind it at every switchover (`docs/real-hosts.md`).
+fn check_notsent_lowat() {
+    use edgemig_netns::sysctl::{self, MIGRATION_NOTSENT_LOWAT};
+    match sysctl::read_u64("net.ipv4.tcp_notsent_lowat") {
+        Ok(value) if value > 4 * MIGRATION_NOTSENT_LOWAT => tracing::warn!(
+            value,
+            recommended = MIGRATION_NOTSENT_LOWAT,
+            "net.ipv4.tcp_notsent_lowat lets migration streams queue megabytes, which lengthens every VM's pause at the switchover; set it to the recommended value (docs/real-hosts.md)"
+        ),
+        Ok(_) => {}
+        Err(error) => tracing::debug!(%error, "cannot read net.ipv4.tcp_notsent_lowat"),
+    }
 }

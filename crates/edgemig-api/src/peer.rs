@@ -149,6 +149,14 @@ pub enum CommitReply {
         /// When the destination's QEMU resumed the VM (its `RESUME`
         /// event), Unix time in µs.
         resumed_at_unix_us: u64,
+        /// When the destination took the (first) commit request in, Unix
+        /// µs; 0 when not known.
+        #[serde(default)]
+        received_at_unix_us: u64,
+        /// When the destination's QEMU had the whole state (its incoming
+        /// migration `completed`), Unix µs; 0 when not known.
+        #[serde(default)]
+        arrived_at_unix_us: u64,
     },
     /// The memory has not fully arrived: ask again.
     NotYet,

@@ -12,6 +12,7 @@ pub mod migrate;
 pub mod paper;
 pub mod runner;
 pub mod session;
+pub mod soak;
 pub mod tools;
 
 pub use demo::{DemoOptions, DemoSummary, run_demo};

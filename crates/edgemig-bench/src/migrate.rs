@@ -503,6 +503,7 @@ mod tests {
                 qemu_downtime_ms: Some(total_ms / 200),
                 fixed_ms: Some(3000),
                 phases: PhaseTimes::default(),
+                blackout: Default::default(),
                 disk_bytes: 0,
                 disks: vec![],
                 memory_bytes: 100 << 20,

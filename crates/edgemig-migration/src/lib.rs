@@ -50,7 +50,6 @@ pub use recovery::{
     recover_source,
 };
 pub use report::{
-    DiskTransfer, MigrationReport, NetworkReport, PathBytes, PathThroughput, PhaseTimes,
-    ProgressEvent,
-    ReportError, ReportStatus,
+    Blackout, DiskTransfer, MigrationReport, NetworkReport, PathBytes, PathThroughput, PhaseTimes,
+    ProgressEvent, ReportError, ReportStatus,
 };

@@ -68,9 +68,39 @@ pub struct PhaseTimes {
     pub memory_ms: Option<u64>,
     /// Source paused until the destination confirmed it runs the VM.
     pub switchover_ms: Option<u64>,
+    /// With postcopy: the destination running the VM until the last page
+    /// arrived (null: no postcopy).
+    #[serde(default)]
+    pub postcopy_ms: Option<u64>,
     /// Destination running until the old address was retired (the network
     /// handoff, after the migration proper).
     pub handoff_ms: Option<u64>,
+}
+
+/// Where the VM's pause went: marks in ms after the source VM's `STOP`
+/// event, in the order they happen (null: not reached, or not known, as
+/// from a destination that does not say). In the testbed both sites share
+/// a clock; between real hosts the destination's marks carry the clocks'
+/// offset.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Blackout {
+    /// The disks were handed over (each mirror completed) and QEMU was told
+    /// to send the rest (`migrate-continue`).
+    pub continued_ms: Option<u64>,
+    /// The source's QEMU sent its last byte (`completed`).
+    pub sent_ms: Option<u64>,
+    /// The decision to commit was persisted and the request left.
+    pub commit_asked_ms: Option<u64>,
+    /// The destination took the commit request in.
+    pub commit_received_ms: Option<u64>,
+    /// The destination's QEMU had received and loaded the whole state
+    /// (its `completed`).
+    pub arrived_ms: Option<u64>,
+    /// The destination's QEMU resumed the VM (its `RESUME`): the downtime.
+    pub resumed_ms: Option<u64>,
+    /// Bytes QEMU sent while the VM was paused (its `downtime-bytes`: the
+    /// last dirty pages and the device state).
+    pub bytes: Option<u64>,
 }
 
 /// Bytes carried by one path.
@@ -108,6 +138,9 @@ pub struct MigrationReport {
     /// Time of each phase.
     #[serde(default)]
     pub phases: PhaseTimes,
+    /// Where the switchover's pause went.
+    #[serde(default)]
+    pub blackout: Blackout,
     /// Disk bytes the mirror processed (QEMU block-job progress: with
     /// `sync: full`, unallocated areas count though they cost little on
     /// the wire; with `sync: top`, only the top layer counts).

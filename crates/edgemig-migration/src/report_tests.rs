@@ -14,6 +14,7 @@ fn report() -> MigrationReport {
         qemu_downtime_ms: Some(40),
         fixed_ms: Some(1200),
         phases: PhaseTimes::default(),
+        blackout: Blackout::default(),
         disk_bytes: 2 << 30,
         disks: vec![],
         memory_bytes: 300 << 20,
@@ -54,6 +55,7 @@ fn report_key_set_is_the_contract() {
         "qemu_downtime_ms",
         "fixed_ms",
         "phases",
+        "blackout",
         "disk_bytes",
         "disks",
         "memory_bytes",
@@ -77,8 +79,22 @@ fn report_key_set_is_the_contract() {
             "disk_ms",
             "handoff_ms",
             "memory_ms",
+            "postcopy_ms",
             "prepare_ms",
             "switchover_ms"
+        ]
+        .into()
+    );
+    assert_eq!(
+        keys(&v["blackout"]),
+        [
+            "arrived_ms",
+            "bytes",
+            "commit_asked_ms",
+            "commit_received_ms",
+            "continued_ms",
+            "resumed_ms",
+            "sent_ms"
         ]
         .into()
     );
@@ -94,7 +110,7 @@ fn null_fields_stay_present() {
     r.downtime_ms = None;
     r.status = ReportStatus::Cancelled;
     let v = serde_json::to_value(&r).unwrap();
-    assert_eq!(keys(&v).len(), 20);
+    assert_eq!(keys(&v).len(), 21);
     assert!(v["network"].is_null());
     assert!(v["downtime_ms"].is_null());
     assert_eq!(v["status"], "cancelled");

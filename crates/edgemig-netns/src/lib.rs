@@ -3,6 +3,8 @@
 //! inside one on a dedicated std thread, so the caller's thread (a tokio
 //! worker, say) never changes namespace.
 
+pub mod sysctl;
+
 use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;

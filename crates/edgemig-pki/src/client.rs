@@ -1,7 +1,8 @@
 //! HTTP/1.1 requests to another site's agent over mutually authenticated TLS.
 //!
 //! Each request opens a fresh MPTCP connection, so a client holds no state
-//! that a broken path could spoil.
+//! that a broken path could spoil; [`crate::PeerConnection`] keeps one open
+//! for a request that must not wait for handshakes.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,6 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
 use hyper::header::{CONTENT_TYPE, HOST, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
@@ -129,31 +131,9 @@ impl PeerClient {
         body: Option<&B>,
         timeout: Duration,
     ) -> Result<T, PeerError> {
-        let mut builder = Request::builder()
-            .method(method)
-            .uri(path)
-            .header(PROTOCOL_HEADER, PROTOCOL_VERSION.to_string());
-        let payload = match body {
-            Some(body) => {
-                builder = builder.header(CONTENT_TYPE, "application/json");
-                Bytes::from(serde_json::to_vec(body).map_err(PeerError::Encode)?)
-            }
-            None => Bytes::new(),
-        };
-        let request = builder
-            .body(Full::new(payload))
-            .map_err(PeerError::Request)?;
+        let request = json_request(method, path, body)?;
         let response = self.send(request, timeout).await?;
-        let status = response.status();
-        let body = response.into_body();
-        if !status.is_success() {
-            return Err(api_error(status, &body));
-        }
-        let json: &[u8] = if body.is_empty() { b"null" } else { &body };
-        serde_json::from_slice(json).map_err(|source| PeerError::Decode {
-            site: self.site.clone(),
-            source,
-        })
+        decode_json(&self.site, response)
     }
 
     /// Streams `body` (of `content_type`) and decodes a JSON answer, like
@@ -180,16 +160,7 @@ impl PeerClient {
             .body(body)
             .map_err(PeerError::Request)?;
         let response = self.send(request, timeout).await?;
-        let status = response.status();
-        let body = response.into_body();
-        if !status.is_success() {
-            return Err(api_error(status, &body));
-        }
-        let json: &[u8] = if body.is_empty() { b"null" } else { &body };
-        serde_json::from_slice(json).map_err(|source| PeerError::Decode {
-            site: self.site.clone(),
-            source,
-        })
+        decode_json(&self.site, response)
     }
 
     /// Sends `request` as it is (no protocol header is added) over a fresh
@@ -203,9 +174,7 @@ impl PeerClient {
         B: hyper::body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        if let Ok(host) = HeaderValue::from_str(&self.site) {
-            request.headers_mut().entry(HOST).or_insert(host);
-        }
+        self.host_header(&mut request);
         tokio::time::timeout(timeout, self.exchange(request))
             .await
             .map_err(|_| PeerError::Timeout {
@@ -214,7 +183,11 @@ impl PeerClient {
             })?
     }
 
-    async fn exchange<B>(&self, request: Request<B>) -> Result<Response<Bytes>, PeerError>
+    /// Opens an MPTCP connection, runs the TLS and HTTP/1.1 handshakes and
+    /// returns the request sender with the task that drives the connection.
+    pub(crate) async fn open<B>(
+        &self,
+    ) -> Result<(SendRequest<B>, tokio::task::JoinHandle<()>), PeerError>
     where
         B: hyper::body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -237,14 +210,34 @@ impl PeerClient {
             site: self.site.clone(),
             source,
         };
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
             .await
             .map_err(http_err)?;
-        let mut driver = tokio::spawn(async move {
+        let driver = tokio::spawn(async move {
             if let Err(err) = conn.await {
                 tracing::debug!(error = %err, "peer connection ended with an error");
             }
         });
+        Ok((sender, driver))
+    }
+
+    /// Adds the `Host` header the peer routes by.
+    pub(crate) fn host_header<B>(&self, request: &mut Request<B>) {
+        if let Ok(host) = HeaderValue::from_str(&self.site) {
+            request.headers_mut().entry(HOST).or_insert(host);
+        }
+    }
+
+    async fn exchange<B>(&self, request: Request<B>) -> Result<Response<Bytes>, PeerError>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let (mut sender, mut driver) = self.open().await?;
+        let http_err = |source| PeerError::Http {
+            site: self.site.clone(),
+            source,
+        };
         let result = async {
             let response = sender.send_request(request).await.map_err(http_err)?;
             let (parts, body) = response.into_parts();
@@ -263,6 +256,44 @@ impl PeerClient {
         }
         result
     }
+}
+
+/// A JSON request with the protocol header (`body` as JSON, if any).
+pub(crate) fn json_request<B: Serialize>(
+    method: Method,
+    path: &str,
+    body: Option<&B>,
+) -> Result<Request<Full<Bytes>>, PeerError> {
+    let mut builder = Request::builder()
+        .method(method)
+        .uri(path)
+        .header(PROTOCOL_HEADER, PROTOCOL_VERSION.to_string());
+    let payload = match body {
+        Some(body) => {
+            builder = builder.header(CONTENT_TYPE, "application/json");
+            Bytes::from(serde_json::to_vec(body).map_err(PeerError::Encode)?)
+        }
+        None => Bytes::new(),
+    };
+    builder.body(Full::new(payload)).map_err(PeerError::Request)
+}
+
+/// Decodes a JSON answer of `site`; non-2xx answers become
+/// [`PeerError::Api`], an empty answer decodes as `null`.
+pub(crate) fn decode_json<T: DeserializeOwned>(
+    site: &str,
+    response: Response<Bytes>,
+) -> Result<T, PeerError> {
+    let status = response.status();
+    let body = response.into_body();
+    if !status.is_success() {
+        return Err(api_error(status, &body));
+    }
+    let json: &[u8] = if body.is_empty() { b"null" } else { &body };
+    serde_json::from_slice(json).map_err(|source| PeerError::Decode {
+        site: site.to_owned(),
+        source,
+    })
 }
 
 fn api_error(status: StatusCode, body: &[u8]) -> PeerError {

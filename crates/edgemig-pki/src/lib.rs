@@ -13,6 +13,7 @@
 
 mod cert;
 mod client;
+mod connection;
 mod der;
 mod files;
 mod net;
@@ -27,6 +28,7 @@ pub use cert::{
     SiteFiles, Validity, create_ca, create_ca_with, create_site_cert, create_site_cert_with,
 };
 pub use client::{PeerClient, PeerError};
+pub use connection::PeerConnection;
 pub use files::FileError;
 pub use net::{is_mptcp, mptcp_connect, mptcp_listener};
 pub use protocol::{ErrorBody, PROTOCOL_HEADER, PROTOCOL_VERSION, major_version};

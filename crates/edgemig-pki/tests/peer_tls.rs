@@ -284,3 +284,39 @@ fn qemu_creds_directory() {
         std::fs::read(&pki.a.cert).expect("read")
     );
 }
+
+#[tokio::test]
+async fn a_connection_opened_ahead_carries_requests_until_the_peer_closes_it() {
+    let pki = pki();
+    let server = Server::start(&pki.b).await;
+    let tls = PeerTls::load(&pki.a).expect("site-a TLS");
+    let client = PeerClient::new(&tls, server.addr, "site-b").expect("client");
+    let connection = client.connect_ahead(TIMEOUT).await.expect("connect ahead");
+    assert_eq!(server.calls(), 0, "opening sends no request");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for n in 1..=3 {
+        let answer: Value = connection
+            .request_json::<(), Value>(Method::GET, "/v1/hello", None, TIMEOUT)
+            .await
+            .expect("hello over the open connection");
+        assert_eq!(answer, json!({ "peer": "site-a" }));
+        assert_eq!(server.calls(), n);
+    }
+    assert!(connection.is_open());
+    server.stop().await;
+    let closed = async {
+        while connection.is_open() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(TIMEOUT, closed)
+        .await
+        .expect("the connection ends with the server");
+    let after = connection
+        .request_json::<(), Value>(Method::GET, "/v1/hello", None, TIMEOUT)
+        .await;
+    assert!(
+        after.is_err(),
+        "answered after the server stopped: {after:?}"
+    );
+}

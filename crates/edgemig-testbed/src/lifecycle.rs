@@ -180,9 +180,20 @@ async fn build(opts: &UpOptions, state: &mut TestbedState) -> Result<(), Testbed
     }
     for site in &plan.sites {
         edgemig_netns::in_netns(&site.netns, || {
-            std::fs::write("/proc/sys/net/ipv4/ip_forward", "1")
+            edgemig_netns::sysctl::write("net.ipv4.ip_forward", "1")?;
+            // As on a real site host (docs/real-hosts.md): migration
+            // streams keep little unsent data in their sockets, so the
+            // VM's last state is not queued behind megabytes of earlier
+            // pages at the switchover.
+            edgemig_netns::sysctl::write(
+                "net.ipv4.tcp_notsent_lowat",
+                &edgemig_netns::sysctl::MIGRATION_NOTSENT_LOWAT.to_string(),
+            )
         })?
-        .map_err(io("enable forwarding in", Path::new(&site.netns)))?;
+        .map_err(io(
+            "set up forwarding and socket buffers in",
+            Path::new(&site.netns),
+        ))?;
     }
     for path in &plan.paths {
         start_link(

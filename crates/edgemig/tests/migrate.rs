@@ -186,6 +186,50 @@ fn migration_round_trip_keeps_memory_and_disk() {
     );
 }
 
+#[test]
+fn a_guest_dirtying_faster_than_the_paths_moves_in_postcopy_intact() {
+    let tb = TestTestbed::new(cli_path());
+    tb.up(Some(&slow()));
+    tb.site_json("site-a", &["vm", "create", "busy", "--memory", "192M"]);
+    tb.site_json("site-a", &["vm", "start", "busy"]);
+    tb.site_json("site-a", &["vm", "guest", "busy", "hello"]);
+    // Flat out: far more than the two 20 Mbit/s paths carry.
+    tb.site_json(
+        "site-a",
+        &["vm", "guest", "busy", "mem-write", "--mib", "48"],
+    );
+
+    let (out, report) = migrate(
+        &tb,
+        "site-a",
+        "busy",
+        &["--to", "site-b", "--postcopy", "fallback"],
+    );
+    assert!(
+        out.status.success(),
+        "{}\n{report}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(report["status"], "completed", "{report}");
+    let postcopy = report["phases"]["postcopy_ms"].as_u64();
+    assert!(
+        postcopy.is_some(),
+        "the migration never switched to postcopy: {report}"
+    );
+    let downtime = report["downtime_ms"].as_u64().expect("downtime");
+    assert!(
+        report["blackout"]["resumed_ms"].as_u64() == Some(downtime),
+        "the blackout ends with the downtime: {report}"
+    );
+    assert!(
+        vm_names(&tb, "site-a").is_empty(),
+        "the source copy is gone"
+    );
+    let mem = tb.site_json("site-b", &["vm", "guest", "busy", "mem-verify"]);
+    assert_eq!(mem["bad_pages"], 0, "memory damaged by postcopy: {mem}");
+    assert_eq!(mem["pages"], 48 * 256, "{mem}");
+}
+
 /// A raw HTTP/1.0 GET over the agent's Unix socket.
 fn http_get(socket: &std::path::Path, path: &str) -> String {
     use std::io::{Read, Write};

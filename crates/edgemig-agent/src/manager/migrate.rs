@@ -47,6 +47,14 @@ impl Manager {
                     known.join(", ")
                 ))
             })?;
+        if req.options.postcopy == edgemig_migration::PostcopyPolicy::Fallback
+            && let Some(why) = crate::qemu::spawn::userfaultfd_refusal(self.qemu_user)
+        {
+            return Err(ManagerError::Unavailable(format!(
+                "Site {}: {why}",
+                self.config.site
+            )));
+        }
         if req.options.insecure && !self.config.allow_insecure {
             return Err(ManagerError::Invalid(format!(
                 "Site {} does not migrate without TLS: set allow_insecure = true in both sites' configs (testbeds only)",

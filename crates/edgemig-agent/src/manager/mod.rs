@@ -109,6 +109,9 @@ pub struct Live {
     pub(crate) qmp: Qmp,
     pub(crate) guest: GuestChannel,
     pub(crate) pid: u32,
+    /// For an incoming VM: when its QEMU had the whole migrated state (the
+    /// `completed` event), for the report's blackout breakdown.
+    pub(crate) arrived: Arc<std::sync::OnceLock<std::time::SystemTime>>,
 }
 
 /// Asks the guest agent who it is, in the background: after a re-attach or
@@ -145,7 +148,7 @@ pub struct Manager {
     /// TLS for agent-to-agent connections, when the config has TLS files.
     peer_tls: Option<PeerTls>,
     /// Who QEMU runs as (`None`: root).
-    qemu_user: Option<qemu::spawn::RunAs>,
+    pub(crate) qemu_user: Option<qemu::spawn::RunAs>,
     /// The site directory, when configured.
     pub(crate) directory: Option<edgemig_directory::Directory>,
     /// What the follow controller is doing about each VM, in words.
@@ -566,7 +569,12 @@ impl Manager {
             qmp.cont().await.map_err(ManagerError::Qmp)?;
         }
         self.watch_guest_starts(&record.name, &guest);
-        Ok(Live { qmp, guest, pid })
+        Ok(Live {
+            qmp,
+            guest,
+            pid,
+            arrived: Arc::default(),
+        })
     }
 
     /// Watches QEMU `pid` and records a crash when it exits unasked.
@@ -819,6 +827,11 @@ impl Manager {
             .map_err(ManagerError::Guest)?;
         self.watch_guest_starts(&record.name, &guest);
         greet(&guest, &record.name);
-        Ok(Live { qmp, guest, pid })
+        Ok(Live {
+            qmp,
+            guest,
+            pid,
+            arrived: Arc::default(),
+        })
     }
 }

@@ -243,7 +243,7 @@ impl Manager {
         );
         let manager = self.clone();
         let vm = job.vm.clone();
-        let settled = switchover::settle(&peer, &job.id, switches.resolve, |note| {
+        let settled = switchover::settle(&peer, None, &job.id, switches.resolve, |note| {
             manager.migrations.phase(&vm, &phase_name, note);
         })
         .await;
@@ -311,6 +311,7 @@ impl Manager {
             qemu_downtime_ms: None,
             fixed_ms: None,
             phases: PhaseTimes::default(),
+            blackout: Default::default(),
             disk_bytes: 0,
             disks: Vec::new(),
             memory_bytes: 0,

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use edgemig_api::VmState;
 use edgemig_migration::{
-    MigrateOptions, MigrationPlan, MigrationReport, NetworkReport, Outcome, Phase, PhaseTimes,
-    PlannedCompression, ReportStatus, SourceEvent, SourcePhase, plan_migration,
+    Blackout, MigrateOptions, MigrationPlan, MigrationReport, NetworkReport, Outcome, Phase,
+    PhaseTimes, PlannedCompression, ReportStatus, SourceEvent, SourcePhase, plan_migration,
 };
 use edgemig_pki::PeerClient;
 use tokio::sync::watch;
@@ -54,9 +54,13 @@ struct Tally {
     qemu_downtime_ms: Option<u64>,
     network: Option<NetworkReport>,
     phases: PhaseTimes,
+    blackout: Blackout,
     /// From the request until the source copy was removed.
     total_ms: Option<u64>,
 }
+
+/// Limit of opening the connection the commit will use.
+const PEER_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
@@ -167,6 +171,7 @@ fn failed_report(start: &Start, started_at: u64, error: &str) -> MigrationReport
         qemu_downtime_ms: None,
         fixed_ms: None,
         phases: PhaseTimes::default(),
+        blackout: Blackout::default(),
         disk_bytes: 0,
         disks: Vec::new(),
         memory_bytes: 0,
@@ -226,6 +231,7 @@ impl SourceCtx {
             qemu_downtime_ms: tally.qemu_downtime_ms,
             fixed_ms: None,
             phases: tally.phases.clone(),
+            blackout: tally.blackout.clone(),
             disk_bytes: tally.disk_bytes,
             disks: std::mem::take(&mut tally.disks),
             memory_bytes: tally.memory.bytes,
@@ -291,6 +297,15 @@ impl SourceCtx {
         self.note_phase();
         memory::start(self, &ready).await?;
         done.memory = true;
+        // Opened now so that the commit, sent while the VM is paused, pays
+        // no handshakes.
+        let ahead = match self.peer.connect_ahead(PEER_CONNECT_TIMEOUT).await {
+            Ok(connection) => Some(connection),
+            Err(error) => {
+                tracing::warn!(id = %self.id, error = %crate::http::chain(&error), "cannot open the commit connection ahead; the commit will open one");
+                None
+            }
+        };
         let paused = memory::until_paused(self, &mut tally.memory).await?;
         done.paused = true;
         self.mark_vm(VmState::Paused);
@@ -305,16 +320,21 @@ impl SourceCtx {
             tally.disk_bytes = disk::hand_over(self, &done.mirrors, &mut tally.disks).await?;
             done.mirrors.clear();
         }
+        let since_pause = |t: SystemTime| t.duration_since(paused.at).ok().map(ms);
+        tally.blackout.continued_ms = since_pause(SystemTime::now());
         let finished = switchover::finish_memory(self, paused.postcopy).await?;
+        tally.blackout.sent_ms = since_pause(SystemTime::now());
         tally.qemu_downtime_ms = finished.qemu_downtime_ms;
+        tally.blackout.bytes = finished.downtime_bytes;
         tally.memory.bytes = finished.memory_bytes.max(tally.memory.bytes);
         // Persisted before the request leaves: from here the destination
         // decides.
         self.advance(SourceEvent::CommitSent)?;
+        tally.blackout.commit_asked_ms = since_pause(SystemTime::now());
         self.note_phase();
         let manager = self.manager.clone();
         let vm = self.vm.clone();
-        let settled = switchover::settle(&self.peer, &self.id, resolve, |note| {
+        let settled = switchover::settle(&self.peer, ahead, &self.id, resolve, |note| {
             manager.migrations.phase(
                 &vm,
                 SourcePhase::AwaitingCommit {
@@ -327,7 +347,14 @@ impl SourceCtx {
         .await;
         let paused_at = self.offset_of(paused.at);
         let resumed_at = match settled {
-            switchover::Settled::Committed { resumed_at } => {
+            switchover::Settled::Committed {
+                resumed_at,
+                received_at,
+                arrived_at,
+            } => {
+                tally.blackout.commit_received_ms = received_at.and_then(since_pause);
+                tally.blackout.arrived_ms = arrived_at.and_then(since_pause);
+                tally.blackout.resumed_ms = resumed_at.and_then(since_pause);
                 // Clocks of two hosts: never before the pause.
                 let resumed = resumed_at
                     .map_or(paused_at, |t| self.offset_of(t))
@@ -354,7 +381,9 @@ impl SourceCtx {
 
         // The VM runs at the destination: only now does it go away here.
         if paused.postcopy {
+            let step = Instant::now();
             self.wait_postcopy_done().await;
+            tally.phases.postcopy_ms = Some(ms(step.elapsed()));
         }
         self.manager.remove_migrated(&self.vm).await;
         if let Err(error) = self.advance(SourceEvent::SourceRemoved) {

@@ -67,6 +67,43 @@ pub fn unreachable_dir(path: &Path, user: RunAs) -> Option<std::path::PathBuf> {
     None
 }
 
+/// The device postcopy migration needs (QEMU opens it for its
+/// userfaultfd, Linux 6.1 and later).
+pub const USERFAULTFD_DEVICE: &str = "/dev/userfaultfd";
+
+/// Why QEMU running as `user` (`None`: root) cannot do postcopy, if it
+/// cannot: without `vm.unprivileged_userfaultfd`, an unprivileged process
+/// needs read and write access to [`USERFAULTFD_DEVICE`] (the host package
+/// and `scripts/setup.sh` give it to the QEMU user's group).
+pub fn userfaultfd_refusal(user: Option<RunAs>) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let user = user?;
+    if std::fs::read_to_string("/proc/sys/vm/unprivileged_userfaultfd")
+        .is_ok_and(|v| v.trim() == "1")
+    {
+        return None;
+    }
+    let Ok(meta) = std::fs::metadata(USERFAULTFD_DEVICE) else {
+        return Some(format!(
+            "postcopy needs {USERFAULTFD_DEVICE} (Linux 6.1 or later), which this host lacks"
+        ));
+    };
+    let mode = meta.mode();
+    let rw = if meta.uid() == user.uid {
+        mode & 0o600 == 0o600
+    } else if meta.gid() == user.gid {
+        mode & 0o060 == 0o060
+    } else {
+        mode & 0o006 == 0o006
+    };
+    (!rw).then(|| {
+        format!(
+            "postcopy needs QEMU's user (uid {}) to read and write {USERFAULTFD_DEVICE}: give its group access (the edgemig package's udev rule does; see docs/real-hosts.md)",
+            user.uid
+        )
+    })
+}
+
 /// Looks up user `name`; `None` when it does not exist.
 pub fn lookup_user(name: &str) -> Option<RunAs> {
     let c = std::ffi::CString::new(name).ok()?;

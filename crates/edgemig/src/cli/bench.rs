@@ -20,6 +20,11 @@ pub enum BenchCommand {
     /// The follow policy on a commuting client against never migrating and
     /// migrating at every change: excess RTT, migrations, bytes moved.
     Follow(super::bench_follow::FollowArgs),
+    /// Many back-and-forth migrations with alice's clients live, the VM
+    /// verified after each; with --faults, seeded agent kills, path cuts
+    /// and cancels. Reports split brain, lost connections, failed
+    /// verifications, leaks and the longest stall.
+    Soak(super::bench_soak::SoakArgs),
     /// The testbed's emulated links: throughput and RTT vs configured, emulator
     /// CPU, MPTCP over all paths vs TCP over one.
     Links {
@@ -174,6 +179,7 @@ async fn run_paper_cmd(args: PaperArgs, json: bool) -> anyhow::Result<()> {
 pub async fn run(cmd: BenchCommand, json: bool) -> anyhow::Result<()> {
     let (config, seconds, sweep, tool, no_busy_guest) = match cmd {
         BenchCommand::Follow(args) => return super::bench_follow::run(args, json).await,
+        BenchCommand::Soak(args) => return super::bench_soak::run(args, json).await,
         BenchCommand::Paper(args) => return run_paper_cmd(args, json).await,
         BenchCommand::Links {
             config,

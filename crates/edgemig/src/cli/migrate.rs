@@ -209,13 +209,27 @@ fn print_report(r: &MigrationReport) {
     );
     let ph = &r.phases;
     println!(
-        "  phases: prepare {}, disk {}, memory {}, switchover {}, handoff {}",
+        "  phases: prepare {}, disk {}, memory {}, switchover {}, postcopy {}, handoff {}",
         opt_ms(ph.prepare_ms),
         opt_ms(ph.disk_ms),
         opt_ms(ph.memory_ms),
         opt_ms(ph.switchover_ms),
+        opt_ms(ph.postcopy_ms),
         opt_ms(ph.handoff_ms)
     );
+    let b = &r.blackout;
+    if b.sent_ms.is_some() {
+        println!(
+            "  pause (ms after the source stopped): continued {}, sent {} ({:.1} MiB), commit asked {}, received {}, state arrived {}, resumed {}",
+            opt_ms(b.continued_ms),
+            opt_ms(b.sent_ms),
+            b.bytes.unwrap_or(0) as f64 / 1048576.0,
+            opt_ms(b.commit_asked_ms),
+            opt_ms(b.commit_received_ms),
+            opt_ms(b.arrived_ms),
+            opt_ms(b.resumed_ms)
+        );
+    }
     for p in &r.paths {
         println!("  path {:<8} {:.1} MiB", p.name, p.bytes as f64 / 1048576.0);
     }

@@ -2,6 +2,7 @@
 
 mod bench;
 mod bench_follow;
+mod bench_soak;
 mod demo;
 mod guest;
 mod image;

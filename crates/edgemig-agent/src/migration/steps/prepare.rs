@@ -15,6 +15,7 @@ use edgemig_api::VmState;
 use edgemig_api::images::Firmware;
 use edgemig_api::peer::{IncomingBoot, IncomingDisk, IncomingReady, IncomingRequest, IncomingVm};
 use edgemig_migration::{DestinationPhase, Phase};
+use edgemig_qmp::{KnownEvent, MigrationStatus};
 
 use crate::images::allocated_bytes;
 use crate::manager::{LaunchMode, Live, Manager, ManagerError};
@@ -30,6 +31,8 @@ const PREPARE_TIMEOUT: Duration = Duration::from_secs(120);
 /// ARP probes sent for a migrating VM's new address, and their spacing.
 const ARP_PROBES: u32 = 2;
 const ARP_PROBE_INTERVAL: Duration = Duration::from_millis(250);
+/// Longest a destination watches for its incoming migration to complete.
+const ARRIVAL_WATCH: Duration = Duration::from_secs(24 * 3600);
 /// First port of the per-VM migration ports (memory, then NBD).
 const PORT_BASE: u16 = 49152;
 
@@ -221,6 +224,17 @@ impl Manager {
             .id
             .parse()
             .map_err(|e: crate::migration::id::InvalidId| ManagerError::Invalid(e.to_string()))?;
+        if req
+            .capabilities
+            .iter()
+            .any(|(c, on)| c == "postcopy-ram" && *on)
+            && let Some(why) = crate::qemu::spawn::userfaultfd_refusal(self.qemu_user)
+        {
+            return Err(ManagerError::Unavailable(format!(
+                "Site {}: {why}",
+                self.config.site
+            )));
+        }
         let _op = self.ops.lock().await;
         if self
             .store
@@ -591,6 +605,7 @@ impl Manager {
                 map.remove("tls-hostname");
             }
             qmp_steps::set_parameters(qmp, &params).await?;
+            watch_arrival(&live);
             qmp_steps::listen_memory(qmp, &host, memory_port, req.mptcp).await?;
             let net = &self.config.vm_network;
             Ok::<_, edgemig_qmp::QmpError>(IncomingReady {
@@ -623,4 +638,34 @@ impl Manager {
             }
         }
     }
+}
+
+/// Notes in `live` when the incoming migration completes (QEMU's event
+/// time), in the background until it does or QEMU goes.
+fn watch_arrival(live: &Live) {
+    let mut events = live.qmp.subscribe();
+    let arrived = live.arrived.clone();
+    tokio::spawn(async move {
+        let completed = events
+            .wait_for(
+                |e| {
+                    matches!(
+                        e.known(),
+                        KnownEvent::Migration {
+                            status: MigrationStatus::Completed | MigrationStatus::PostcopyActive
+                        }
+                    )
+                },
+                ARRIVAL_WATCH,
+            )
+            .await;
+        if let Ok(event) = completed {
+            let _ = arrived.set(
+                event
+                    .timestamp
+                    .to_system_time()
+                    .unwrap_or_else(std::time::SystemTime::now),
+            );
+        }
+    });
 }

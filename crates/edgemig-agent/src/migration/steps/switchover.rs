@@ -22,7 +22,7 @@ use edgemig_api::peer::{AbortReply, CommitReply};
 use edgemig_migration::{
     AbortAnswer, CommitAnswer, DestinationPhase, IncomingMemory, Outcome, Phase,
 };
-use edgemig_pki::{PeerClient, PeerError};
+use edgemig_pki::{PeerClient, PeerConnection, PeerError};
 use edgemig_qmp::{KnownEvent, MigrationStatus, Qmp};
 use tokio::sync::watch;
 
@@ -41,6 +41,12 @@ const RETRY_MAX: Duration = Duration::from_secs(10);
 /// How long a commit request waits at the destination for the memory
 /// stream to finish arriving before it answers "not yet".
 const ARRIVAL_WAIT: Duration = Duration::from_secs(5);
+/// Longest wait for a migration event before the destination looks again.
+const ARRIVAL_RECHECK: Duration = Duration::from_millis(100);
+/// Limit of a commit request over the connection opened ahead (longer
+/// than the destination waits for the memory to arrive); after it, the
+/// source asks over fresh connections.
+const AHEAD_TIMEOUT: Duration = Duration::from_secs(8);
 /// How long the destination waits for QEMU's `RESUME` event.
 const RESUME_EVENT_WAIT: Duration = Duration::from_secs(5);
 
@@ -51,6 +57,10 @@ pub enum Settled {
     Committed {
         /// Its QEMU's `RESUME` event.
         resumed_at: Option<SystemTime>,
+        /// When it took the commit request in.
+        received_at: Option<SystemTime>,
+        /// When its QEMU had the whole state.
+        arrived_at: Option<SystemTime>,
     },
     /// The destination never ran it and never will.
     Aborted,
@@ -65,6 +75,8 @@ pub struct Finished {
     pub qemu_downtime_ms: Option<u64>,
     /// Memory bytes sent.
     pub memory_bytes: u64,
+    /// Bytes sent while the VM was paused.
+    pub downtime_bytes: Option<u64>,
 }
 
 /// Source, VM paused: lets QEMU send its last state and waits until it did
@@ -93,9 +105,11 @@ pub async fn finish_memory(ctx: &SourceCtx, postcopy: bool) -> Result<Finished, 
             _ => false,
         };
         if done {
+            let ram = info.ram.unwrap_or_default();
             return Ok(Finished {
                 qemu_downtime_ms: info.downtime,
-                memory_bytes: info.ram.and_then(|r| r.transferred).unwrap_or(0),
+                memory_bytes: ram.transferred.unwrap_or(0),
+                downtime_bytes: ram.downtime_bytes,
             });
         }
         if tokio::time::Instant::now() >= deadline {
@@ -116,6 +130,7 @@ pub async fn finish_memory(ctx: &SourceCtx, postcopy: bool) -> Result<Finished, 
 /// operator settles it (`resolve`). `note` learns why it waits.
 pub async fn settle(
     peer: &PeerClient,
+    mut ahead: Option<PeerConnection>,
     id: &MigrationId,
     mut resolve: watch::Receiver<Option<Outcome>>,
     note: impl Fn(Option<String>),
@@ -127,14 +142,31 @@ pub async fn settle(
             note(None);
             return Settled::Resolved(outcome);
         }
-        let answer: Result<CommitReply, PeerError> = peer
-            .request_json(Method::POST, &path, None::<&()>, COMMIT_TIMEOUT)
-            .await;
+        // The first request goes over the connection opened before the
+        // pause, when it is still up; every later one over a fresh one.
+        let answer: Result<CommitReply, PeerError> = match ahead.take() {
+            Some(connection) if connection.is_open() => {
+                connection
+                    .request_json(Method::POST, &path, None::<&()>, AHEAD_TIMEOUT)
+                    .await
+            }
+            _ => {
+                peer.request_json(Method::POST, &path, None::<&()>, COMMIT_TIMEOUT)
+                    .await
+            }
+        };
         match answer {
-            Ok(CommitReply::Committed { resumed_at_unix_us }) => {
+            Ok(CommitReply::Committed {
+                resumed_at_unix_us,
+                received_at_unix_us,
+                arrived_at_unix_us,
+            }) => {
                 note(None);
+                let at = |us: u64| (us > 0).then(|| UNIX_EPOCH + Duration::from_micros(us));
                 return Settled::Committed {
-                    resumed_at: Some(UNIX_EPOCH + Duration::from_micros(resumed_at_unix_us)),
+                    resumed_at: at(resumed_at_unix_us),
+                    received_at: at(received_at_unix_us),
+                    arrived_at: at(arrived_at_unix_us),
                 };
             }
             Ok(CommitReply::Aborted) => {
@@ -186,6 +218,28 @@ pub async fn resume_source(manager: &Manager, vm: &str, qmp: &Qmp) {
     }
 }
 
+/// What QEMU at the destination says of the incoming memory once it
+/// arrived, or after [`ARRIVAL_WAIT`]: woken by QEMU's migration events,
+/// so a commit that comes first is taken the moment the state is in.
+async fn arrival(qmp: &Qmp) -> IncomingMemory {
+    let mut events = qmp.subscribe();
+    let deadline = tokio::time::Instant::now() + ARRIVAL_WAIT;
+    loop {
+        let memory = incoming_memory(qmp).await;
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if memory != IncomingMemory::Arriving || left.is_zero() {
+            return memory;
+        }
+        // A look at least every ARRIVAL_RECHECK, in case an event is lost.
+        let _ = events
+            .wait_for(
+                |e| matches!(e.known(), KnownEvent::Migration { .. }),
+                left.min(ARRIVAL_RECHECK),
+            )
+            .await;
+    }
+}
+
 /// What QEMU at the destination says of the incoming memory.
 async fn incoming_memory(qmp: &Qmp) -> IncomingMemory {
     match qmp.query_migrate().await.ok().and_then(|i| i.status) {
@@ -210,25 +264,19 @@ impl Manager {
         id: &MigrationId,
         caller: &str,
     ) -> Result<CommitReply, ManagerError> {
+        let received_us = unix_us(SystemTime::now());
         let _op = self.ops.lock().await;
         let (job, dest) = self.destination_job(id, caller)?;
         let live = self.live.lock().await.get(&job.vm).cloned();
         let memory = match &live {
-            Some(l) => {
-                let deadline = tokio::time::Instant::now() + ARRIVAL_WAIT;
-                loop {
-                    let m = incoming_memory(&l.qmp).await;
-                    if m != IncomingMemory::Arriving || tokio::time::Instant::now() >= deadline {
-                        break m;
-                    }
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-            }
+            Some(l) => arrival(&l.qmp).await,
             None => IncomingMemory::Failed,
         };
         match dest.phase.on_commit(memory) {
             CommitAnswer::AlreadyCommitted => Ok(CommitReply::Committed {
                 resumed_at_unix_us: dest.phase.resumed_at_unix_us().unwrap_or(0),
+                received_at_unix_us: 0,
+                arrived_at_unix_us: 0,
             }),
             CommitAnswer::NotYet => Ok(CommitReply::NotYet),
             CommitAnswer::Refused => {
@@ -247,6 +295,8 @@ impl Manager {
                 let resumed = self.resume_committed(id, &job.vm, &live).await?;
                 Ok(CommitReply::Committed {
                     resumed_at_unix_us: resumed,
+                    received_at_unix_us: received_us,
+                    arrived_at_unix_us: live.arrived.get().map_or(0, |t| unix_us(*t)),
                 })
             }
         }
