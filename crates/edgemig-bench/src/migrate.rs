@@ -5,7 +5,9 @@
 //! same testbed and the same guest, each the median of `repeat` runs with
 //! the order of the systems reversed every other repetition. During the `auto` runs
 //! the config's first client keeps an echo session to the VM (10 ms
-//! probes): its stall is reported next to the downtime.
+//! probes): its stall is reported next to the downtime. The guest is the
+//! built-in busybox one or, with a root image, a VM booting that image
+//! (cached at both sites, so only its overlay travels).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -18,7 +20,7 @@ use serde::Serialize;
 
 use crate::paper::summarize;
 use crate::runner::{
-    Binaries, ClientWatch, System, SystemRun, Workload, counterbalanced, run_systems,
+    Binaries, ClientWatch, Guest, System, SystemRun, Workload, counterbalanced, run_systems_booting,
 };
 
 /// Errors of the benchmark.
@@ -33,6 +35,9 @@ pub enum MigrateBenchError {
     /// A migration did not end in time.
     #[error("Migration of the benchmark VM did not finish within {0:?}")]
     Timeout(Duration),
+    /// The VM booting the root image never got its guest agent up.
+    #[error("The benchmark VM's guest agent did not answer within {0:?} of its start")]
+    Boot(Duration),
     /// The config is unusable.
     #[error("{0}")]
     Config(String),
@@ -100,7 +105,22 @@ pub struct MigrateBenchOptions {
     pub image_dir: PathBuf,
     /// The traffic tool (`edgemig-guest`) of the watching client.
     pub tool: PathBuf,
+    /// A disk image the VM boots instead of the built-in guest (imported
+    /// at both sites); only the idle and disk scenarios run with one.
+    pub root_image: Option<RootImage>,
 }
+
+/// A disk image the benchmark VM boots (with the guest agent installed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RootImage {
+    /// Its name in the sites' caches and in the report (`debian12`).
+    pub name: String,
+    /// The image file (raw or qcow2, read by the agents).
+    pub path: PathBuf,
+}
+
+/// The scenarios a VM booting a root image runs.
+pub const ROOT_IMAGE_SCENARIOS: [Scenario; 2] = [Scenario::Idle, Scenario::Disk];
 
 /// The data disk of the disk scenario: an overlay of `disk_mib` on a base
 /// image holding `base_mib` of data, with `written_mib` written on top.
@@ -215,6 +235,14 @@ pub struct MigrateRun {
     /// Share of the paths' aggregate rate the MPTCP runs achieved (median;
     /// uneven paths only).
     pub aggregate_share: Option<f64>,
+    /// Bytes the root disk's mirror copied in the `auto` runs (with the
+    /// image at both sites, `sync: top`: only the VM's own writes on top
+    /// of it); `null` for the built-in guest, which has no root disk.
+    pub root_overlay_bytes: Option<u64>,
+    /// Smallest `auto` root overlay.
+    pub root_overlay_bytes_min: Option<u64>,
+    /// Largest `auto` root overlay.
+    pub root_overlay_bytes_max: Option<u64>,
     /// Runs per system that completed (the medians' n).
     pub completed: BTreeMap<String, u32>,
     /// Runs per system attempted.
@@ -232,6 +260,8 @@ pub struct MigrateBenchReport {
     pub runs: Vec<MigrateRun>,
     /// Runs per system and scenario asked for.
     pub repeat: u32,
+    /// The guest: `busybox` (built in) or the root image's name.
+    pub image: String,
     /// Conditions, in words.
     pub conditions: String,
 }
@@ -266,10 +296,8 @@ fn ratio(a: Option<u64>, b: Option<u64>) -> Option<f64> {
     }
 }
 
-/// Runs the benchmark.
-pub async fn run_migrate_bench(
-    opts: &MigrateBenchOptions,
-) -> Result<MigrateBenchReport, MigrateBenchError> {
+/// Checks the options before anything is built.
+pub fn validate(opts: &MigrateBenchOptions) -> Result<(), MigrateBenchError> {
     if opts.config.sites.len() < 2 || opts.config.paths.is_empty() {
         return Err(MigrateBenchError::Config(
             "The config needs two sites joined by paths".into(),
@@ -280,6 +308,40 @@ pub async fn run_migrate_bench(
             "--repeat must be between 1 and {MAX_REPEAT}"
         )));
     }
+    if let Some(root) = &opts.root_image {
+        let other: Vec<&str> = opts
+            .scenarios
+            .iter()
+            .filter(|s| !ROOT_IMAGE_SCENARIOS.contains(s))
+            .map(|s| s.name())
+            .collect();
+        if !other.is_empty() {
+            return Err(MigrateBenchError::Config(format!(
+                "With the {} image only the idle and disk scenarios run (not {}): the others need the built-in guest",
+                root.name,
+                other.join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Runs the benchmark.
+pub async fn run_migrate_bench(
+    opts: &MigrateBenchOptions,
+) -> Result<MigrateBenchReport, MigrateBenchError> {
+    validate(opts)?;
+    let image = opts
+        .root_image
+        .as_ref()
+        .map_or_else(|| "busybox".to_string(), |r| r.name.clone());
+    let guest = match &opts.root_image {
+        None => "built-in busybox guest".to_string(),
+        Some(r) => format!(
+            "guest booting the {} image (cached at both sites: the root disk's overlay travels, sync top)",
+            r.name
+        ),
+    };
     let mut runs = Vec::new();
     for &scenario in &opts.scenarios {
         let mut config = opts.config.clone();
@@ -293,8 +355,9 @@ pub async fn run_migrate_bench(
     Ok(MigrateBenchReport {
         runs,
         repeat: opts.repeat,
+        image,
         conditions: format!(
-            "testbed paths as configured ({}), {} MiB guest holding {} MiB of mixed data (half random, half text), TCG guests, TLS on the data path for every system; systems: baseline = plain QEMU over one TCP connection; multifd_tcp = multifd 4 over one TCP path; best_single_path = multifd 4 + zstd over one TCP path; mptcp = edgemig over MPTCP, no compression; auto = edgemig over MPTCP + compression auto; {} run(s) per system, the order reversed every other repetition and the VM moving back and forth; medians with min and max; client stall: {}'s echo session to the VM (10 ms probes) during the auto runs",
+            "testbed paths as configured ({}), {} MiB {guest} holding {} MiB of mixed data (half random, half text), TCG guests, TLS on the data path for every system; systems: baseline = plain QEMU over one TCP connection; multifd_tcp = multifd 4 over one TCP path; best_single_path = multifd 4 + zstd over one TCP path; mptcp = edgemig over MPTCP, no compression; auto = edgemig over MPTCP + compression auto; {} run(s) per system, the order reversed every other repetition and the VM moving back and forth; medians with min and max; client stall: {}'s echo session to the VM (10 ms probes) during the auto runs",
             opts.config
                 .paths
                 .iter()
@@ -364,11 +427,15 @@ async fn run_scenario(
         tool: opts.tool.clone(),
         labels: vec![System::AUTO.label],
     };
-    let runs = run_systems(
+    let guest = Guest {
+        workload: &workload,
+        root_image: opts.root_image.as_ref().map(|r| r.path.as_path()),
+    };
+    let runs = run_systems_booting(
         &name,
         config,
         &binaries,
-        &workload,
+        guest,
         &counterbalanced(&systems, opts.repeat),
         opts.limit,
         Some(&watch),
@@ -417,6 +484,13 @@ fn summarize_runs(scenario: Scenario, runs: &[SystemRun], aggregate_bps: u64) ->
     let fixed = of_auto(|r| r.report.fixed_ms);
     let stall = of_auto(|r| r.stall.map(|s| s.max_ms));
     let stall_p99 = of_auto(|r| r.stall.map(|s| s.p99_ms));
+    let root_overlay = of_auto(|r| {
+        r.report
+            .disks
+            .iter()
+            .find(|d| d.role == "root")
+            .map(|d| d.bytes)
+    });
     let watched: Vec<u64> = runs
         .iter()
         .filter(|r| r.label == System::AUTO.label)
@@ -478,6 +552,9 @@ fn summarize_runs(scenario: Scenario, runs: &[SystemRun], aggregate_bps: u64) ->
         } else {
             None
         },
+        root_overlay_bytes: root_overlay.median,
+        root_overlay_bytes_min: root_overlay.min,
+        root_overlay_bytes_max: root_overlay.max,
         completed,
         attempted: BTreeMap::new(),
         reports: runs.iter().map(|r| r.report.clone()).collect(),
@@ -593,6 +670,88 @@ mod tests {
         let uneven = summarize_runs(Scenario::UnevenPaths, &runs, 100_000_000);
         let share = uneven.aggregate_share.unwrap();
         assert!((share - (100.0 * 8.0 * 1_048_576.0 / 30.0 / 1e8)).abs() < 1e-9);
+    }
+
+    #[test]
+    fn root_overlay_is_the_auto_runs_root_disk() {
+        let c = ReportStatus::Completed;
+        let with_root = |label, bytes| {
+            let mut r = run(label, 20_000, c);
+            r.report.disks = vec![
+                edgemig_migration::DiskTransfer {
+                    role: "root".into(),
+                    sync: "top".into(),
+                    bytes,
+                },
+                edgemig_migration::DiskTransfer {
+                    role: "data".into(),
+                    sync: "top".into(),
+                    bytes: 1 << 30,
+                },
+            ];
+            r
+        };
+        let runs = vec![
+            with_root("auto", 30 << 20),
+            with_root("mptcp", 99 << 20),
+            with_root("auto", 10 << 20),
+        ];
+        let line = summarize_runs(Scenario::Idle, &runs, 100_000_000);
+        assert_eq!(
+            (
+                line.root_overlay_bytes,
+                line.root_overlay_bytes_min,
+                line.root_overlay_bytes_max
+            ),
+            (Some(20 << 20), Some(10 << 20), Some(30 << 20))
+        );
+        // The built-in guest has no root disk.
+        let line = summarize_runs(Scenario::Idle, &[run("auto", 1000, c)], 1);
+        assert_eq!(line.root_overlay_bytes, None);
+    }
+
+    fn options(scenarios: Vec<Scenario>, root: bool) -> MigrateBenchOptions {
+        MigrateBenchOptions {
+            config: TestbedConfig::default_config(),
+            scenarios,
+            memory_mib: 1024,
+            fill_mib: 300,
+            disk: DiskSetup::default(),
+            repeat: 1,
+            limit: Duration::from_secs(600),
+            agent: "edgemigd".into(),
+            linkemu: "edgemig-linkemu".into(),
+            image_dir: "guest-image".into(),
+            tool: "edgemig-guest".into(),
+            root_image: root.then(|| RootImage {
+                name: "debian12".into(),
+                path: "debian12.qcow2".into(),
+            }),
+        }
+    }
+
+    #[test]
+    fn a_root_image_runs_idle_and_disk_only() {
+        assert!(validate(&options(vec![Scenario::Idle, Scenario::Disk], true)).is_ok());
+        let all = vec![
+            Scenario::Idle,
+            Scenario::Disk,
+            Scenario::Dirty,
+            Scenario::UnevenPaths,
+        ];
+        assert!(validate(&options(all.clone(), false)).is_ok());
+        match validate(&options(all, true)) {
+            Err(MigrateBenchError::Config(m)) => {
+                assert!(
+                    m.contains("debian12") && m.contains("dirty, uneven-paths"),
+                    "{m}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let mut bad = options(vec![Scenario::Idle], false);
+        bad.repeat = 0;
+        assert!(matches!(validate(&bad), Err(MigrateBenchError::Config(_))));
     }
 
     #[test]

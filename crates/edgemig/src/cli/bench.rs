@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use clap::Subcommand;
+use edgemig_bench::migrate::RootImage;
 use edgemig_bench::{
     DiskSetup, HandoffOptions, LinksOptions, LinksReport, LinksRun, MigrateBenchOptions,
     MigrateBenchReport, PaperOptions, Scenario, run_handoff_bench, run_links, run_migrate_bench,
@@ -12,6 +13,7 @@ use edgemig_bench::{
 use edgemig_testbed::TestbedConfig;
 
 use super::image::target_dir;
+use super::image_cache::debian12;
 use super::output;
 
 /// Benchmarks.
@@ -62,16 +64,17 @@ pub enum BenchCommand {
         /// Testbed config [default: the default testbed].
         #[arg(long)]
         config: Option<PathBuf>,
-        /// Scenarios: idle, disk, dirty, uneven-paths.
-        #[arg(
-            long,
-            value_delimiter = ',',
-            default_value = "idle,disk,dirty,uneven-paths"
-        )]
-        scenarios: Vec<String>,
-        /// Guest RAM in MiB.
-        #[arg(long, default_value_t = 512)]
-        memory_mib: u64,
+        /// Scenarios: idle, disk, dirty, uneven-paths [default: all four;
+        /// idle with --image debian12, which runs idle and disk only].
+        #[arg(long, value_delimiter = ',')]
+        scenarios: Option<Vec<String>>,
+        /// The guest: busybox (built in) or debian12 (the demo's Debian 12
+        /// image, built or taken from the cache, imported at both sites).
+        #[arg(long, value_enum, default_value_t = BenchImage::Busybox)]
+        image: BenchImage,
+        /// Guest RAM in MiB [default: 512; 1024 with --image debian12].
+        #[arg(long)]
+        memory_mib: Option<u64>,
         /// Mixed data held in guest memory, MiB.
         #[arg(long, default_value_t = 300)]
         fill_mib: u32,
@@ -101,6 +104,53 @@ pub enum BenchCommand {
     /// and without handoff, a data disk with and without a cached base image.
     /// Writes results.json, results.md and PNG + SVG plots.
     Paper(PaperArgs),
+}
+
+/// The guest `bench migrate` migrates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchImage {
+    /// The built-in busybox guest (kernel + initramfs).
+    Busybox,
+    /// The Debian 12 image of the demo.
+    Debian12,
+}
+
+impl BenchImage {
+    /// Guest RAM when `--memory-mib` is not given.
+    fn default_memory_mib(self) -> u64 {
+        match self {
+            Self::Busybox => 512,
+            Self::Debian12 => 1024,
+        }
+    }
+
+    /// Scenarios when `--scenarios` is not given.
+    fn default_scenarios(self) -> Vec<Scenario> {
+        match self {
+            Self::Busybox => vec![
+                Scenario::Idle,
+                Scenario::Disk,
+                Scenario::Dirty,
+                Scenario::UnevenPaths,
+            ],
+            Self::Debian12 => vec![Scenario::Idle],
+        }
+    }
+}
+
+/// The scenarios named, or the image's default ones.
+fn scenarios_of(names: Option<&[String]>, image: BenchImage) -> anyhow::Result<Vec<Scenario>> {
+    let Some(names) = names else {
+        return Ok(image.default_scenarios());
+    };
+    names
+        .iter()
+        .map(|s| {
+            Scenario::parse(s).ok_or_else(|| {
+                anyhow::anyhow!("Unknown scenario {s:?}: use idle, disk, dirty, uneven-paths")
+            })
+        })
+        .collect()
 }
 
 /// Options of `bench paper`.
@@ -245,6 +295,7 @@ pub async fn run(cmd: BenchCommand, json: bool) -> anyhow::Result<()> {
         BenchCommand::Migrate {
             config,
             scenarios,
+            image,
             memory_mib,
             fill_mib,
             disk_mib,
@@ -254,27 +305,18 @@ pub async fn run(cmd: BenchCommand, json: bool) -> anyhow::Result<()> {
             limit_s,
             repeat,
         } => {
-            let scenarios = scenarios
-                .iter()
-                .map(|s| {
-                    Scenario::parse(s).ok_or_else(|| {
-                        anyhow::anyhow!(
-                            "Unknown scenario {s:?}: use idle, disk, dirty, uneven-paths"
-                        )
-                    })
-                })
-                .collect::<anyhow::Result<Vec<_>>>()?;
+            let scenarios = scenarios_of(scenarios.as_deref(), image)?;
             let exe_dir = std::env::current_exe()?
                 .parent()
                 .map(PathBuf::from)
                 .unwrap_or_default();
-            let opts = MigrateBenchOptions {
+            let mut opts = MigrateBenchOptions {
                 config: match config {
                     Some(path) => TestbedConfig::load(&path)?,
                     None => TestbedConfig::default_config(),
                 },
                 scenarios,
-                memory_mib,
+                memory_mib: memory_mib.unwrap_or_else(|| image.default_memory_mib()),
                 fill_mib,
                 disk: DiskSetup {
                     disk_mib,
@@ -288,8 +330,28 @@ pub async fn run(cmd: BenchCommand, json: bool) -> anyhow::Result<()> {
                 linkemu: exe_dir.join("edgemig-linkemu"),
                 image_dir: target_dir().join("guest-image"),
                 tool: target_dir().join("x86_64-unknown-linux-gnu/release/edgemig-guest"),
+                // Its path is set once the image is built.
+                root_image: (image == BenchImage::Debian12).then(|| RootImage {
+                    name: "debian12".into(),
+                    path: PathBuf::new(),
+                }),
             };
-            let report = run_migrate_bench(&opts).await?;
+            // Bad options fail before the image is built.
+            edgemig_bench::migrate::validate(&opts)?;
+            // The image copy lives until the benchmark is over.
+            let _scratch = match opts.root_image.as_mut() {
+                Some(root) => {
+                    let (scratch, built) = debian12("bench").await?;
+                    root.path = built.path;
+                    Some(scratch)
+                }
+                None => None,
+            };
+            // Dropping the run on Ctrl-C removes its testbed (its guard).
+            let report = tokio::select! {
+                r = run_migrate_bench(&opts) => r?,
+                _ = tokio::signal::ctrl_c() => anyhow::bail!("Interrupted; the benchmark's testbed was removed"),
+            };
             if json {
                 return output::json(&report);
             }
@@ -461,5 +523,76 @@ fn print_migrate(report: &MigrateBenchReport) {
             r.aggregate_share
                 .map_or_else(|| "-".to_string(), |s| format!("{:.0}%", s * 100.0)),
         );
+    }
+    let mib = |b: Option<u64>| {
+        b.map_or_else(
+            || "-".to_string(),
+            |b| format!("{:.1} MiB", b as f64 / 1_048_576.0),
+        )
+    };
+    for r in report
+        .runs
+        .iter()
+        .filter(|r| r.root_overlay_bytes.is_some())
+    {
+        println!(
+            "{}: root disk overlay sent by the auto runs {} [{}-{}] ({} image at both sites)",
+            r.scenario,
+            mib(r.root_overlay_bytes),
+            mib(r.root_overlay_bytes_min),
+            mib(r.root_overlay_bytes_max),
+            report.image
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    fn migrate_args(args: &[&str]) -> (Option<Vec<String>>, BenchImage, Option<u64>) {
+        let cli = Cli::try_parse_from(["edgemig", "bench", "migrate"].iter().chain(args)).unwrap();
+        match cli.command {
+            Command::Bench(BenchCommand::Migrate {
+                scenarios,
+                image,
+                memory_mib,
+                ..
+            }) => (scenarios, image, memory_mib),
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn image_flag_sets_the_guest_and_its_defaults() {
+        let (scenarios, image, memory) = migrate_args(&[]);
+        assert_eq!(image, BenchImage::Busybox);
+        assert_eq!(memory.unwrap_or(image.default_memory_mib()), 512);
+        assert_eq!(scenarios_of(scenarios.as_deref(), image).unwrap().len(), 4);
+        let (scenarios, image, memory) = migrate_args(&["--image", "debian12"]);
+        assert_eq!(image, BenchImage::Debian12);
+        assert_eq!(memory.unwrap_or(image.default_memory_mib()), 1024);
+        assert_eq!(
+            scenarios_of(scenarios.as_deref(), image).unwrap(),
+            [Scenario::Idle]
+        );
+        let (scenarios, image, memory) = migrate_args(&[
+            "--image",
+            "debian12",
+            "--memory-mib",
+            "768",
+            "--scenarios",
+            "idle,disk",
+        ]);
+        assert_eq!(memory, Some(768));
+        assert_eq!(
+            scenarios_of(scenarios.as_deref(), image).unwrap(),
+            [Scenario::Idle, Scenario::Disk]
+        );
+        assert!(scenarios_of(Some(&["busy".into()]), image).is_err());
+        assert!(Cli::try_parse_from(["edgemig", "bench", "migrate", "--image", "ubuntu"]).is_err());
     }
 }

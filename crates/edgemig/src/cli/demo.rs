@@ -4,19 +4,15 @@
 //! under the target directory, as `edgemig image build --distro debian12`
 //! does).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::Context;
 use clap::Args;
 use edgemig_bench::demo::{DemoSummary, RESOLUTION_MS};
 use edgemig_bench::{DemoOptions, run_demo};
-use edgemig_image::distro::{self, Agent, DistroImage, DistroSpec, PackageName};
 
-use super::image::{default_agent_deb, target_dir};
+use super::image::target_dir;
+use super::image_cache::{DEBIAN_PACKAGES, debian12};
 use super::output;
-
-/// The Debian packages of alice's VM besides the base set.
-const PACKAGES: &[&str] = &["nginx-light"];
 
 /// `edgemig demo` arguments.
 #[derive(Debug, Args)]
@@ -55,44 +51,6 @@ pub struct DemoFailed {
     pub to_old: u32,
 }
 
-/// A directory of this run under `<target>/tmp`, removed when dropped
-/// (the image copy the demo imports; the sites keep their own).
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(target: &Path) -> anyhow::Result<Self> {
-        let dir = target
-            .join("tmp")
-            .join(format!("demo-{}", std::process::id()));
-        std::fs::create_dir_all(&dir)
-            .with_context(|| format!("Cannot create {}", dir.display()))?;
-        Ok(Self(dir))
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Builds (or takes from the cache) the Debian image into `dir`.
-fn debian_image(dir: &Path) -> anyhow::Result<DistroImage> {
-    let target = target_dir();
-    let packages = PACKAGES
-        .iter()
-        .map(|p| p.parse::<PackageName>())
-        .collect::<Result<Vec<_>, _>>()?;
-    let spec = DistroSpec::debian12(
-        packages,
-        Agent::Deb(default_agent_deb(&target)),
-        target.join("distro-cache"),
-    );
-    let mut progress = |step| eprintln!("demo: image: {step}");
-    let out = dir.join("debian12.qcow2");
-    distro::build(&spec, &out, &mut progress).context("Cannot build the demo's Debian image")
-}
-
 /// Runs the demo.
 pub async fn run(args: DemoArgs, json_out: bool) -> anyhow::Result<()> {
     let exe_dir = std::env::current_exe()?
@@ -100,23 +58,8 @@ pub async fn run(args: DemoArgs, json_out: bool) -> anyhow::Result<()> {
         .map(PathBuf::from)
         .unwrap_or_default();
     let target = target_dir();
-    let scratch = Scratch::new(&target)?;
-    eprintln!(
-        "demo: the Debian 12 image with {} (cached after the first build)",
-        PACKAGES.join(", ")
-    );
-    let dir = scratch.0.clone();
-    let image = tokio::task::spawn_blocking(move || debian_image(&dir)).await??;
-    eprintln!(
-        "demo: image ready in {:.1} s ({}, kernel {})",
-        image.seconds,
-        if image.cache_hit {
-            "from the cache"
-        } else {
-            "built"
-        },
-        image.kernel
-    );
+    // The image copy lives until the demo is over.
+    let (_scratch, image) = debian12("demo").await?;
     let opts = DemoOptions {
         name: args.name,
         keep: args.keep,
@@ -126,7 +69,7 @@ pub async fn run(args: DemoArgs, json_out: bool) -> anyhow::Result<()> {
         linkemu: exe_dir.join("edgemig-linkemu"),
         image_dir: target.join("guest-image"),
         debian_image: image.path.clone(),
-        packages: PACKAGES.iter().map(|p| (*p).to_string()).collect(),
+        packages: DEBIAN_PACKAGES.iter().map(|p| (*p).to_string()).collect(),
         baseline: args.baseline,
         live: true,
     };

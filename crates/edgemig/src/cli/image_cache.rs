@@ -1,16 +1,90 @@
 //! `edgemig image import|list|remove|push`: the site's content-addressed
 //! image cache, which VMs boot from (`vm create --image`) and data disks
-//! are overlays on (`vm create --base-image`).
+//! are overlays on (`vm create --base-image`); and the Debian 12 image the
+//! demo and `bench migrate --image debian12` import, built once and then
+//! taken from the build cache under the target directory (as `edgemig
+//! image build --distro debian12` does).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Subcommand;
 use edgemig_api::images::{Firmware, ImagePush};
 use edgemig_api::{ApiClient, ImageImport, ImageInfo};
+use edgemig_image::distro::{self, Agent, DistroImage, DistroSpec, PackageName};
 
+use super::image::{default_agent_deb, target_dir};
 use super::output;
+
+/// The Debian packages of the demo's and the bench's Debian guest besides
+/// the base set (one list, so both hit the same cache entry).
+pub const DEBIAN_PACKAGES: &[&str] = &["nginx-light"];
+
+/// A directory of this run under `<target>/tmp`, removed when dropped
+/// (the image copy a run imports; the sites keep their own).
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    /// `<target>/tmp/<prefix>-<pid>`, created.
+    pub fn new(target: &Path, prefix: &str) -> anyhow::Result<Self> {
+        let dir = target
+            .join("tmp")
+            .join(format!("{prefix}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("Cannot create {}", dir.display()))?;
+        Ok(Self(dir))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Builds (or takes from the cache) the Debian 12 image with
+/// [`DEBIAN_PACKAGES`] into `dir`; progress lines start with `who`.
+fn debian_image(dir: &Path, who: &str) -> anyhow::Result<DistroImage> {
+    let target = target_dir();
+    let packages = DEBIAN_PACKAGES
+        .iter()
+        .map(|p| p.parse::<PackageName>())
+        .collect::<Result<Vec<_>, _>>()?;
+    let spec = DistroSpec::debian12(
+        packages,
+        Agent::Deb(default_agent_deb(&target)),
+        target.join("distro-cache"),
+    );
+    let mut progress = |step| eprintln!("{who}: image: {step}");
+    let out = dir.join("debian12.qcow2");
+    distro::build(&spec, &out, &mut progress)
+        .with_context(|| format!("Cannot build the {who}'s Debian image"))
+}
+
+/// The Debian 12 image in a fresh scratch directory (built, or copied
+/// from the cache), with progress and the outcome on stderr; the image
+/// lives as long as the returned [`Scratch`].
+pub async fn debian12(who: &'static str) -> anyhow::Result<(Scratch, DistroImage)> {
+    let scratch = Scratch::new(&target_dir(), who)?;
+    eprintln!(
+        "{who}: the Debian 12 image with {} (cached after the first build)",
+        DEBIAN_PACKAGES.join(", ")
+    );
+    let dir = scratch.0.clone();
+    let image = tokio::task::spawn_blocking(move || debian_image(&dir, who)).await??;
+    eprintln!(
+        "{who}: image ready in {:.1} s ({}, kernel {})",
+        image.seconds,
+        if image.cache_hit {
+            "from the cache"
+        } else {
+            "built"
+        },
+        image.kernel
+    );
+    Ok((scratch, image))
+}
 
 /// Longest an image push may take.
 const PUSH_TIMEOUT: Duration = Duration::from_secs(6 * 3600);
