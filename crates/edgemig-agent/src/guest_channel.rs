@@ -248,6 +248,11 @@ fn handle_line(inner: &Inner, line: &str) {
                     "guest agent restarted; failing its pending requests"
                 );
             }
+            for tx in dropped.into_values() {
+                let _ = tx.send(GuestOutcome::Error(
+                    "the guest agent restarted before it answered".into(),
+                ));
+            }
             inner.ready.send_replace(Some(info));
             inner.starts.send_modify(|n| *n += 1);
         }
@@ -343,6 +348,47 @@ mod tests {
                 Line::Text(b"tail".to_vec()),
             ]
         );
+    }
+
+    #[tokio::test]
+    async fn a_guest_agent_restart_fails_its_pending_request_saying_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("g.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        let guest = tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            let (read, mut write) = stream.into_split();
+            let mut lines = BufReader::new(read).lines();
+            // The request arrives, then the agent starts again instead of
+            // answering it.
+            lines.next_line().await.unwrap().unwrap();
+            let ready = GuestMessage::Event {
+                event: GuestEvent::Ready(AgentInfo {
+                    version: "0.1.0".into(),
+                    protocol: 1,
+                    boot_ms: 5,
+                    kernel: String::new(),
+                    systemd: false,
+                    mptcp_apps: Default::default(),
+                }),
+            };
+            let mut out = serde_json::to_string(&ready).unwrap();
+            out.push('\n');
+            write.write_all(out.as_bytes()).await.unwrap();
+            lines.next_line().await.ok();
+        });
+        let ch = GuestChannel::connect(&path).await.unwrap();
+        let err = ch
+            .request(GuestRequest::MemVerify, Duration::from_secs(10))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, GuestChannelError::Guest(text) if text.contains("restarted")),
+            "{err}"
+        );
+        assert!(!ch.is_closed(), "the channel itself stays open");
+        drop(ch);
+        guest.abort();
     }
 
     #[tokio::test]
