@@ -133,7 +133,7 @@ impl Default for ConvergenceConfig {
             throttle_iterations: 2,
             auto_converge_enabled: false,
             postcopy_allowed: false,
-            downtime_limit: Duration::from_millis(300),
+            downtime_limit: crate::options::DEFAULT_MAX_DOWNTIME,
         }
     }
 }

@@ -188,8 +188,8 @@ fn flapping_samples_do_not_oscillate() {
 
 #[test]
 fn remaining_that_fits_in_downtime_is_left_to_qemu() {
-    // 3 MB fits in 300 ms at 100 Mbit/s (3.75 MB).
-    let trace: Vec<_> = (1..=30).map(|t| sample(t, 3_000_000, 3.0, t)).collect();
+    // 1 MB fits in the default 100 ms at 100 Mbit/s (1.25 MB).
+    let trace: Vec<_> = (1..=30).map(|t| sample(t, 1_000_000, 3.0, t)).collect();
     assert_eq!(actions(cfg(false, true), &trace), vec![]);
 }
 
@@ -218,7 +218,7 @@ fn config_from_plan() {
     let c = ConvergenceConfig::from_plan(&plan);
     assert!(c.auto_converge_enabled);
     assert!(!c.postcopy_allowed);
-    assert_eq!(c.downtime_limit, Duration::from_millis(300));
+    assert_eq!(c.downtime_limit, crate::options::DEFAULT_MAX_DOWNTIME);
 
     let opts = MigrateOptions {
         postcopy: PostcopyPolicy::Fallback,

@@ -45,7 +45,8 @@ fn defaults() {
     let o = MigrateOptions::default();
     assert_eq!(o.transport, Transport::Mptcp);
     assert_eq!(o.compression, Compression::Auto);
-    assert_eq!(o.max_downtime, Duration::from_millis(300));
+    assert_eq!(o.max_downtime, DEFAULT_MAX_DOWNTIME);
+    assert_eq!(o.max_downtime, Duration::from_millis(100));
     assert_eq!(o.bandwidth_limit_bps, None);
     assert!(!o.insecure);
     assert_eq!(o.postcopy, PostcopyPolicy::Never);

@@ -11,7 +11,7 @@
 //! | `tcp` (baseline), never | no | none | no | no |
 //! | `tcp` + `multifd_channels: N`, never | N channels over the one path | per request / model | no | no |
 //! | `tcp`, fallback | no | none | no | yes |
-//! | `mptcp`, never | `multifd_channels`, else [`MPTCP_MULTIFD_CHANNELS`] | per request / model | yes | no |
+//! | `mptcp`, never | `multifd_channels`; else [`MPTCP_MULTIFD_CHANNELS`] when it compresses, one stream when not | per request / model | yes | no |
 //! | `mptcp`, fallback | no (QEMU 10.0 refuses multifd + postcopy) | none | yes | yes |
 //!
 //! The bandwidth a plan counts on is the sum of the known path rates with
@@ -31,8 +31,11 @@ use serde_json::{Map, Value, json};
 
 pub use crate::compression::PlannedCompression;
 
-/// multifd channels for MPTCP: 4 measured best on the reference testbed
-/// (2 paths, 2 cores): MPTCP + multifd(4) + zstd 19.3 s vs 28.9 s without.
+/// multifd channels for MPTCP when it compresses: 4 measured best on the
+/// reference testbed (2 paths, 2 cores): MPTCP + multifd(4) + zstd 19.3 s
+/// vs 28.9 s without. Without compression the plan takes one MPTCP stream:
+/// as fast over both paths, and without multifd's final sync, which held
+/// the VM paused 0.2–0.9 s longer under TCG (`docs/results.md`).
 pub const MPTCP_MULTIFD_CHANNELS: u8 = 4;
 
 /// `max-bandwidth` is the aggregate path bandwidth times this headroom, so
@@ -172,12 +175,25 @@ pub fn plan_migration(opts: &MigrateOptions, env: &HostEnv) -> MigrationPlan {
             rationale.push(format!("tcp: {n} multifd channels over one path"));
             Some(n)
         }
-        (Transport::Mptcp, false, requested) => Some(requested.unwrap_or(MPTCP_MULTIFD_CHANNELS)),
+        (Transport::Mptcp, false, Some(n)) => Some(n),
+        (Transport::Mptcp, false, None) => Some(MPTCP_MULTIFD_CHANNELS),
     };
 
     let compression = plan_compression(opts.compression, multifd_channels, usable, env);
     rationale.push(compression.1);
     let compression = compression.0;
+    // multifd is worth its switchover only when it compresses: one MPTCP
+    // stream carries both paths as fast, and pauses the VM far shorter.
+    let multifd_channels = match (opts.transport, opts.multifd, compression) {
+        (Transport::Mptcp, None, PlannedCompression::None) if multifd_channels.is_some() => {
+            rationale.push(
+                "no compression: one MPTCP stream, no multifd (its final sync lengthens the pause)"
+                    .into(),
+            );
+            None
+        }
+        _ => multifd_channels,
+    };
 
     let auto_converge = opts.transport == Transport::Mptcp;
     let max_bandwidth_bps = match opts.bandwidth_limit_bps {

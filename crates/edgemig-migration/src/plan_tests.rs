@@ -33,7 +33,7 @@ fn tcp_is_the_plain_qemu_baseline() {
     let p = plan.parameters.as_object().unwrap();
     assert!(!p.contains_key("multifd-channels"));
     assert!(!p.contains_key("multifd-compression"));
-    assert_eq!(p["downtime-limit"], 300);
+    assert_eq!(p["downtime-limit"], 100);
 }
 
 #[test]
@@ -120,8 +120,26 @@ fn explicit_compression_requests() {
     };
     let plan = plan_migration(&opts, &testbed());
     assert_eq!(plan.compression, PlannedCompression::None);
-    assert_eq!(plan.parameters["multifd-compression"], "none");
+    // Nothing to compress: one MPTCP stream, no multifd.
+    assert_eq!(plan.multifd_channels, None);
+    assert_eq!(plan.capability("multifd"), Some(false));
+    assert!(plan.parameters.get("multifd-compression").is_none());
     assert!(plan.parameters.get("multifd-zstd-level").is_none());
+    assert!(
+        plan.rationale
+            .iter()
+            .any(|r| r.contains("one MPTCP stream"))
+    );
+    // Asked for, multifd stays, uncompressed.
+    let plan = plan_migration(
+        &MigrateOptions {
+            multifd: Some(4),
+            ..opts.clone()
+        },
+        &testbed(),
+    );
+    assert_eq!(plan.multifd_channels, Some(4));
+    assert_eq!(plan.parameters["multifd-compression"], "none");
 
     opts.compression = Compression::Zstd { level: Some(9) };
     let plan = plan_migration(&opts, &env(&[10_000_000_000], 0.1));
@@ -139,7 +157,8 @@ fn explicit_compression_requests() {
 fn auto_skips_compression_without_spare_cpu() {
     let plan = plan_migration(&MigrateOptions::default(), &env(&[50_000_000], 0.2));
     assert_eq!(plan.compression, PlannedCompression::None);
-    assert_eq!(plan.parameters["multifd-compression"], "none");
+    assert_eq!(plan.multifd_channels, None, "no compression, no multifd");
+    assert_eq!(plan.capability("auto-converge"), Some(true));
 }
 
 #[test]

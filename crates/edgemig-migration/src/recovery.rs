@@ -100,6 +100,9 @@ pub fn recover_destination(phase: &DestinationPhase, qemu: QemuFound) -> Destina
         (D::Committed | D::Running { .. }, QemuFound::Gone) => R::Crashed,
         (D::Running { .. }, _) => R::ContinueHandoff,
         (D::Done { .. }, _) => R::Nothing,
+        // Agreed to abort, this site never runs the VM: one running here
+        // came by another migration (or the VM lives here) and stays.
+        (D::Aborted, QemuFound::Running) => R::Nothing,
         (D::Aborted, _) => R::Abort,
     }
 }
@@ -223,7 +226,13 @@ mod tests {
                 QemuFound::Running,
                 R::Nothing,
             ),
-            (DestinationPhase::Aborted, QemuFound::Running, R::Abort),
+            (DestinationPhase::Aborted, QemuFound::Running, R::Nothing),
+            (DestinationPhase::Aborted, QemuFound::Gone, R::Abort),
+            (
+                DestinationPhase::Aborted,
+                QemuFound::Paused(QemuMigration::InProgress),
+                R::Abort,
+            ),
         ];
         for (phase, q, want) in table {
             assert_eq!(recover_destination(&phase, q), want, "{phase:?} {q:?}");

@@ -267,6 +267,38 @@ fn the_destination_agent_killed_in_each_phase_recovers_without_splitting_the_vm(
 }
 
 #[test]
+fn an_agent_restarted_where_the_vm_arrived_after_an_aborted_attempt_keeps_it() {
+    let tb = TestTestbed::new(cli_path());
+    tb.up(Some(&two_sites("50mbit", "5ms", None, false)));
+    vm_with_workload(&tb, "site-a", "16");
+    // An attempt site-b agreed to abort (cancelled at the source) ...
+    let m = start_migration(&tb, "site-a", "site-b");
+    wait_phase(&tb, "site-a", &["memory"]);
+    let out = tb.site_cli("site-a", &["migrate", "cancel", VM]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_settled(&tb, "site-a");
+    drop(m);
+    assert_eq!(exactly_one(&tb, "16"), "site-a");
+    // ... then the migration that brings the VM there.
+    let m = start_migration(&tb, "site-a", "site-b");
+    wait_settled(&tb, "site-a");
+    drop(m);
+    assert_eq!(exactly_one(&tb, "16"), "site-b");
+    let pid = qemu_of(&tb, "site-b").expect("QEMU at site-b");
+    // Restarted, site-b's agent must not apply the old abort to the VM.
+    agent(&tb, "kill", "site-b");
+    std::thread::sleep(Duration::from_secs(2));
+    agent(&tb, "start", "site-b");
+    assert_eq!(exactly_one(&tb, "16"), "site-b");
+    assert_eq!(qemu_of(&tb, "site-b"), Some(pid), "the same QEMU runs on");
+    nothing_left(&tb, "site-a");
+}
+
+#[test]
 fn both_paths_cut_at_the_switchover_never_run_the_vm_twice() {
     let tb = TestTestbed::new(cli_path());
     tb.up(Some(&two_sites("20mbit", "5ms", None, false)));

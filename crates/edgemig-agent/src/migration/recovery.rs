@@ -11,8 +11,10 @@ use edgemig_migration::{
     recover_source,
 };
 use edgemig_qmp::MigrationStatus;
+use std::collections::HashMap;
 use std::sync::Arc;
 
+use super::id::MigrationId;
 use super::jobs::{JobRecord, JobSide, SourceJob};
 use super::qmp_steps;
 use super::steps::prepare;
@@ -39,14 +41,41 @@ pub(crate) async fn qemu_found(live: Option<&Live>) -> QemuFound {
     QemuFound::Paused(migration)
 }
 
+/// The latest migration of each VM among `jobs` (by their start, both
+/// sides stamped with this site's clock; ties go to the larger id).
+fn latest_per_vm(jobs: &[JobRecord]) -> HashMap<String, MigrationId> {
+    let mut latest: HashMap<&str, &JobRecord> = HashMap::new();
+    for job in jobs {
+        let newer = latest.get(job.vm.as_str()).is_none_or(|seen| {
+            (job.started_at_ms, job.id.as_str()) > (seen.started_at_ms, seen.id.as_str())
+        });
+        if newer {
+            latest.insert(job.vm.as_str(), job);
+        }
+    }
+    latest
+        .into_iter()
+        .map(|(vm, job)| (vm.to_string(), job.id.clone()))
+        .collect()
+}
+
 impl Manager {
     /// Recovers every migration the store holds (at start-up, after the
     /// VMs were re-attached).
     pub(crate) async fn recover_migrations(self: &Arc<Self>) -> Result<(), ManagerError> {
         let now = unix_ms();
-        for job in self.store.jobs().map_err(ManagerError::Store)? {
+        let jobs = self.store.jobs().map_err(ManagerError::Store)?;
+        let latest = latest_per_vm(&jobs);
+        for job in jobs {
             if job.expired(now) {
                 let _ = self.store.remove_job(job.id.as_str());
+                continue;
+            }
+            // An older record of a VM that migrated again since is history
+            // (kept to answer repeated questions): the VM here now, and any
+            // tunnel it needs, belong to its latest migration.
+            if latest.get(job.vm.as_str()) != Some(&job.id) {
+                tracing::debug!(id = %job.id, vm = %job.vm, "migration superseded by a later one of the VM: nothing to recover");
                 continue;
             }
             let live = self.live.lock().await.get(&job.vm).cloned();
@@ -339,5 +368,49 @@ impl Manager {
         }
         self.sync_leases();
         self.migrations.finish(&job.vm, report);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+    use crate::migration::jobs::DestinationJob;
+
+    fn incoming(vm: &str, started_at_ms: u64, phase: DestinationPhase) -> JobRecord {
+        JobRecord {
+            id: MigrationId::random(),
+            vm: vm.into(),
+            started_at_ms,
+            side: JobSide::Destination(DestinationJob {
+                from: "site-a".into(),
+                phase,
+                tunnel_remote: Ipv4Addr::new(172, 31, 0, 1),
+                skip_handoff: None,
+                handoff: None,
+                ended_at_ms: None,
+            }),
+        }
+    }
+
+    #[test]
+    fn only_each_vms_latest_migration_is_recovered() {
+        // An attempt that was aborted here, then the migration that brought
+        // the VM: the old abort must not touch the VM that runs now.
+        let aborted = incoming("web", 100, DestinationPhase::Aborted);
+        let arrived = incoming(
+            "web",
+            200,
+            DestinationPhase::Done {
+                resumed_at_unix_us: 1,
+            },
+        );
+        let other = incoming("db", 50, DestinationPhase::Aborted);
+        let jobs = vec![arrived.clone(), aborted.clone(), other.clone()];
+        let latest = latest_per_vm(&jobs);
+        assert_eq!(latest.len(), 2);
+        assert_eq!(latest["web"], arrived.id);
+        assert_eq!(latest["db"], other.id);
     }
 }

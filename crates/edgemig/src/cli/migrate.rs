@@ -41,7 +41,7 @@ pub struct MigrateArgs {
     #[arg(long, default_value = "auto")]
     pub compression: String,
     /// Longest pause of the VM at switchover.
-    #[arg(long, default_value = "300ms")]
+    #[arg(long, default_value = "100ms")]
     pub max_downtime: String,
     /// Cap on the migration's bandwidth, e.g. `40mbit`.
     #[arg(long)]
@@ -56,7 +56,7 @@ pub struct MigrateArgs {
     /// Keep the VM's address behind the tunnel (no handoff to the new site).
     #[arg(long)]
     pub no_handoff: bool,
-    /// multifd channels, 1 to 16 [default: 4 with mptcp, none with tcp]; with
+    /// multifd channels, 1 to 16 [default: with mptcp 4 when it compresses, else one stream; none with tcp]; with
     /// `--transport tcp` they all use the one path and compression applies.
     #[arg(long)]
     pub multifd: Option<u8>,
