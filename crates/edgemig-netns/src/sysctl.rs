@@ -13,6 +13,18 @@ use std::io;
 /// (`docs/results.md`). Linux applies it to MPTCP subflows too.
 pub const MIGRATION_NOTSENT_LOWAT: u64 = 128 * 1024;
 
+/// `net.ipv4.tcp_wmem` of the testbed's site hosts (min, default, max
+/// bytes). An MPTCP connection queues its data above its subflows, where
+/// `tcp_notsent_lowat` does not reach; its send buffer grows to the sum of
+/// theirs, up to the max. Capped at 512 KiB per subflow, a single MPTCP
+/// migration stream over 2 × 50 Mbit/s (5 ms) keeps its full rate and the
+/// VM's last state arrives 70–150 ms after QEMU sent it, against 370–430 ms
+/// with the kernel's 4 MiB (256 KiB cost a fifth of the rate;
+/// `docs/results.md`). The cap fits these paths' bandwidth-delay product:
+/// a real site with faster or longer paths needs a larger one
+/// (`docs/real-hosts.md`).
+pub const TESTBED_TCP_WMEM: &str = "4096 16384 524288";
+
 /// The `/proc/sys` file of `key` (`net.ipv4.tcp_notsent_lowat`).
 fn path(key: &str) -> String {
     format!("/proc/sys/{}", key.replace('.', "/"))

@@ -188,6 +188,10 @@ async fn build(opts: &UpOptions, state: &mut TestbedState) -> Result<(), Testbed
             edgemig_netns::sysctl::write(
                 "net.ipv4.tcp_notsent_lowat",
                 &edgemig_netns::sysctl::MIGRATION_NOTSENT_LOWAT.to_string(),
+            )?;
+            edgemig_netns::sysctl::write(
+                "net.ipv4.tcp_wmem",
+                edgemig_netns::sysctl::TESTBED_TCP_WMEM,
             )
         })?
         .map_err(io(

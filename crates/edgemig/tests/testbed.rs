@@ -70,6 +70,27 @@ fn default_testbed_comes_up_and_down_leaving_nothing() {
         endpoints.contains("172.31.1.1") && endpoints.contains("172.31.2.1"),
         "{endpoints}"
     );
+    // Socket buffers of a migration host: little unsent data per socket,
+    // send buffers sized to the paths.
+    for site in ["site-a", "site-b"] {
+        let sysctl = |key: &str| {
+            stdout(&tb.exec(
+                site,
+                &["cat", &format!("/proc/sys/{}", key.replace('.', "/"))],
+            ))
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+        };
+        assert_eq!(
+            sysctl("net.ipv4.tcp_notsent_lowat"),
+            edgemig_netns::sysctl::MIGRATION_NOTSENT_LOWAT.to_string()
+        );
+        assert_eq!(
+            sysctl("net.ipv4.tcp_wmem"),
+            edgemig_netns::sysctl::TESTBED_TCP_WMEM
+        );
+    }
     let state: Value =
         serde_json::from_str(&std::fs::read_to_string(tb.state_dir().join("state.json")).unwrap())
             .unwrap();
