@@ -17,8 +17,8 @@ pub const MIGRATION_NOTSENT_LOWAT: u64 = 128 * 1024;
 /// bytes). An MPTCP connection queues its data above its subflows, where
 /// `tcp_notsent_lowat` does not reach; its send buffer grows to the sum of
 /// theirs, up to the max. Capped at 512 KiB per subflow, a single MPTCP
-/// migration stream over 2 × 50 Mbit/s (5 ms) keeps its full rate and the
-/// VM's last state arrives 70–150 ms after QEMU sent it, against 370–430 ms
+/// migration stream over 2 × 50 Mbit/s (10 ms one-way) keeps its full rate and the
+/// VM's last state arrives 70–150 ms after QEMU sent it, against 390–480 ms
 /// with the kernel's 4 MiB (256 KiB cost a fifth of the rate;
 /// `docs/results.md`). The cap fits these paths' bandwidth-delay product:
 /// a real site with faster or longer paths needs a larger one
