@@ -179,4 +179,16 @@ fn check_notsent_lowat() {
         Ok(_) => {}
         Err(error) => tracing::debug!(%error, "cannot read net.ipv4.tcp_notsent_lowat"),
     }
+    let key = "net.ipv4.ip_local_reserved_ports";
+    let first = sysctl::MIGRATION_PORT_FIRST;
+    let last = sysctl::MIGRATION_PORT_LAST;
+    match std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_reserved_ports") {
+        Ok(text) if !sysctl::reserves(&text, first, last) => tracing::warn!(
+            reserved = %text.trim(),
+            recommended = %sysctl::migration_reserved_ports(),
+            "{key} does not reserve the migration ports: an outgoing connection may hold one and a migration to this site then fails (docs/real-hosts.md)"
+        ),
+        Ok(_) => {}
+        Err(error) => tracing::debug!(%error, "cannot read {key}"),
+    }
 }

@@ -13,6 +13,36 @@ use std::io;
 /// (`docs/results.md`). Linux applies it to MPTCP subflows too.
 pub const MIGRATION_NOTSENT_LOWAT: u64 = 128 * 1024;
 
+/// First of the ports a destination's QEMU listens on for migrations
+/// (memory and NBD, two per VM).
+pub const MIGRATION_PORT_FIRST: u16 = 49152;
+/// Last of them: 4096 VMs' pairs.
+pub const MIGRATION_PORT_LAST: u16 = 57343;
+
+/// `net.ipv4.ip_local_reserved_ports` for site hosts. The migration ports
+/// lie in Linux's ephemeral range (32768–60999): without the reservation
+/// any outgoing connection of the host (the agent's own, QEMU's) may hold
+/// one, and the destination's QEMU then cannot listen there (`Address
+/// already in use`, seen in `bench soak`).
+pub fn migration_reserved_ports() -> String {
+    format!("{MIGRATION_PORT_FIRST}-{MIGRATION_PORT_LAST}")
+}
+
+/// Whether `reserved` (the sysctl's text: `a-b,c,...`) covers every port
+/// of `first..=last`.
+pub fn reserves(reserved: &str, first: u16, last: u16) -> bool {
+    let ranges: Vec<(u16, u16)> = reserved
+        .trim()
+        .split(',')
+        .filter(|r| !r.trim().is_empty())
+        .filter_map(|r| {
+            let (a, b) = r.trim().split_once('-').unwrap_or((r.trim(), r.trim()));
+            Some((a.trim().parse().ok()?, b.trim().parse().ok()?))
+        })
+        .collect();
+    (first..=last).all(|p| ranges.iter().any(|(a, b)| (*a..=*b).contains(&p)))
+}
+
 /// `net.ipv4.tcp_wmem` of the testbed's site hosts (min, default, max
 /// bytes). An MPTCP connection queues its data above its subflows, where
 /// `tcp_notsent_lowat` does not reach; its send buffer grows to the sum of
@@ -53,6 +83,26 @@ mod tests {
             path("net.ipv4.tcp_notsent_lowat"),
             "/proc/sys/net/ipv4/tcp_notsent_lowat"
         );
+    }
+
+    #[test]
+    fn reserved_port_lists_are_checked_for_the_whole_range() {
+        let ours = migration_reserved_ports();
+        assert_eq!(ours, "49152-57343");
+        assert!(reserves(&ours, MIGRATION_PORT_FIRST, MIGRATION_PORT_LAST));
+        assert!(reserves(
+            "22,49152-50000,50001-57343\n",
+            MIGRATION_PORT_FIRST,
+            MIGRATION_PORT_LAST
+        ));
+        assert!(!reserves("", MIGRATION_PORT_FIRST, MIGRATION_PORT_LAST));
+        assert!(!reserves(
+            "49152-57000",
+            MIGRATION_PORT_FIRST,
+            MIGRATION_PORT_LAST
+        ));
+        assert!(!reserves("junk", 1, 1));
+        assert!(reserves("7", 7, 7));
     }
 
     #[test]

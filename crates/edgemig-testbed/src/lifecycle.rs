@@ -192,6 +192,10 @@ async fn build(opts: &UpOptions, state: &mut TestbedState) -> Result<(), Testbed
             edgemig_netns::sysctl::write(
                 "net.ipv4.tcp_wmem",
                 edgemig_netns::sysctl::TESTBED_TCP_WMEM,
+            )?;
+            edgemig_netns::sysctl::write(
+                "net.ipv4.ip_local_reserved_ports",
+                &edgemig_netns::sysctl::migration_reserved_ports(),
             )
         })?
         .map_err(io(

@@ -111,4 +111,12 @@ fn the_host_package_ships_the_agent_its_unit_config_and_socket_tuning() {
         shipped.lines().any(|l| l.trim() == value),
         "the packaged sysctl and the agent's recommendation differ:\n{shipped}"
     );
+    let ports = format!(
+        "net.ipv4.ip_local_reserved_ports = {}",
+        edgemig_netns::sysctl::migration_reserved_ports()
+    );
+    assert!(
+        shipped.lines().any(|l| l.trim() == ports),
+        "the packaged sysctl does not reserve the migration ports:\n{shipped}"
+    );
 }

@@ -90,6 +90,10 @@ fn default_testbed_comes_up_and_down_leaving_nothing() {
             sysctl("net.ipv4.tcp_wmem"),
             edgemig_netns::sysctl::TESTBED_TCP_WMEM
         );
+        assert_eq!(
+            sysctl("net.ipv4.ip_local_reserved_ports"),
+            edgemig_netns::sysctl::migration_reserved_ports()
+        );
     }
     let state: Value =
         serde_json::from_str(&std::fs::read_to_string(tb.state_dir().join("state.json")).unwrap())

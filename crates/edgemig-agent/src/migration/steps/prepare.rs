@@ -33,12 +33,18 @@ const ARP_PROBES: u32 = 2;
 const ARP_PROBE_INTERVAL: Duration = Duration::from_millis(250);
 /// Longest a destination watches for its incoming migration to complete.
 const ARRIVAL_WATCH: Duration = Duration::from_secs(24 * 3600);
-/// First port of the per-VM migration ports (memory, then NBD).
-const PORT_BASE: u16 = 49152;
+/// First port of the per-VM migration ports (memory, then NBD); site
+/// hosts reserve the range from ephemeral use (`docs/real-hosts.md`).
+const PORT_BASE: u16 = edgemig_netns::sysctl::MIGRATION_PORT_FIRST;
+/// VMs with a pair of ports of their own.
+const PORT_SLOTS: u32 = (edgemig_netns::sysctl::MIGRATION_PORT_LAST as u32
+    - edgemig_netns::sysctl::MIGRATION_PORT_FIRST as u32
+    + 1)
+    / 2;
 
 /// Memory and NBD ports of the VM with local id `id`.
 pub fn ports(id: u32) -> (u16, u16) {
-    let slot = u16::try_from(id % 4096).unwrap_or(0);
+    let slot = u16::try_from(id % PORT_SLOTS).unwrap_or(0);
     (PORT_BASE + slot * 2, PORT_BASE + slot * 2 + 1)
 }
 
