@@ -38,9 +38,8 @@ const ARRIVAL_WATCH: Duration = Duration::from_secs(24 * 3600);
 const PORT_BASE: u16 = edgemig_netns::sysctl::MIGRATION_PORT_FIRST;
 /// VMs with a pair of ports of their own.
 const PORT_SLOTS: u32 = (edgemig_netns::sysctl::MIGRATION_PORT_LAST as u32
-    - edgemig_netns::sysctl::MIGRATION_PORT_FIRST as u32
-    + 1)
-    / 2;
+    - edgemig_netns::sysctl::MIGRATION_PORT_FIRST as u32)
+    .div_ceil(2);
 
 /// Memory and NBD ports of the VM with local id `id`.
 pub fn ports(id: u32) -> (u16, u16) {
@@ -674,4 +673,29 @@ fn watch_arrival(live: &Live) {
             );
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_vm_gets_its_ports_inside_the_reserved_range() {
+        use edgemig_netns::sysctl::{MIGRATION_PORT_FIRST, MIGRATION_PORT_LAST};
+        assert_eq!(ports(0), (MIGRATION_PORT_FIRST, MIGRATION_PORT_FIRST + 1));
+        assert_eq!(ports(4095), (MIGRATION_PORT_LAST - 1, MIGRATION_PORT_LAST));
+        assert_eq!(ports(4096), ports(0));
+        for id in [1, 17, 2048, 4095, 9999] {
+            let (memory, nbd) = ports(id);
+            assert!((MIGRATION_PORT_FIRST..=MIGRATION_PORT_LAST).contains(&memory));
+            assert_eq!(nbd, memory + 1);
+        }
+    }
+
+    #[test]
+    fn only_the_same_major_qemu_takes_a_migration() {
+        assert!(compatible_qemu("10.0.2", 10));
+        assert!(!compatible_qemu("9.2.0", 10));
+        assert!(!compatible_qemu("garbage", 10));
+    }
 }
