@@ -274,6 +274,21 @@ mod tests {
 
     use super::*;
 
+    /// The guest agent's `ready` event, as one line without its newline.
+    fn ready_line(boot_ms: u64) -> String {
+        let ready = GuestMessage::Event {
+            event: GuestEvent::Ready(AgentInfo {
+                version: "0.1.0".into(),
+                protocol: 1,
+                boot_ms,
+                kernel: String::new(),
+                systemd: false,
+                mptcp_apps: Default::default(),
+            }),
+        };
+        serde_json::to_string(&ready).unwrap()
+    }
+
     #[tokio::test]
     async fn matches_responses_and_survives_garbage() {
         let dir = tempfile::tempdir().unwrap();
@@ -282,17 +297,7 @@ mod tests {
         let guest = tokio::spawn(async move {
             let (stream, _) = listener.accept().await.unwrap();
             let (read, mut write) = stream.into_split();
-            let ready = GuestMessage::Event {
-                event: GuestEvent::Ready(AgentInfo {
-                    version: "0.1.0".into(),
-                    protocol: 1,
-                    boot_ms: 900,
-                    kernel: String::new(),
-                    systemd: false,
-                    mptcp_apps: Default::default(),
-                }),
-            };
-            let mut out = serde_json::to_string(&ready).unwrap();
+            let mut out = ready_line(900);
             out.push_str(
                 "\nnot json at all\n{\"type\":\"event\",\"event\":{\"kind\":\"future\"}}\n",
             );
@@ -362,18 +367,7 @@ mod tests {
             // The request arrives, then the agent starts again instead of
             // answering it.
             lines.next_line().await.unwrap().unwrap();
-            let ready = GuestMessage::Event {
-                event: GuestEvent::Ready(AgentInfo {
-                    version: "0.1.0".into(),
-                    protocol: 1,
-                    boot_ms: 5,
-                    kernel: String::new(),
-                    systemd: false,
-                    mptcp_apps: Default::default(),
-                }),
-            };
-            let mut out = serde_json::to_string(&ready).unwrap();
-            out.push('\n');
+            let out = ready_line(5) + "\n";
             write.write_all(out.as_bytes()).await.unwrap();
             lines.next_line().await.ok();
         });

@@ -141,7 +141,7 @@ pub async fn run(
         )));
         tracing::info!(%site, %addr, "peer API listening (mutual TLS)");
     }
-    check_notsent_lowat();
+    check_host_sysctls();
     tracing::info!(%site, "edgemigd ready");
     let admission = crate::api_socket::Admission {
         // SAFETY: geteuid has no preconditions.
@@ -166,9 +166,11 @@ pub async fn run(
     Ok(())
 }
 
-/// Warns when the host lets sockets queue much unsent data: the VM's last
-/// state would wait behind it at every switchover (`docs/real-hosts.md`).
-fn check_notsent_lowat() {
+/// Warns about host settings migrations depend on (`docs/real-hosts.md`):
+/// sockets that may queue much unsent data (the VM's last state would wait
+/// behind it at every switchover), and migration ports left to ephemeral
+/// use (a migration to this site could not listen on them).
+fn check_host_sysctls() {
     use edgemig_netns::sysctl::{self, MIGRATION_NOTSENT_LOWAT};
     match sysctl::read_u64("net.ipv4.tcp_notsent_lowat") {
         Ok(value) if value > 4 * MIGRATION_NOTSENT_LOWAT => tracing::warn!(
@@ -182,9 +184,9 @@ fn check_notsent_lowat() {
     let key = "net.ipv4.ip_local_reserved_ports";
     let first = sysctl::MIGRATION_PORT_FIRST;
     let last = sysctl::MIGRATION_PORT_LAST;
-    match std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_reserved_ports") {
+    match sysctl::read(key) {
         Ok(text) if !sysctl::reserves(&text, first, last) => tracing::warn!(
-            reserved = %text.trim(),
+            reserved = %text,
             recommended = %sysctl::migration_reserved_ports(),
             "{key} does not reserve the migration ports: an outgoing connection may hold one and a migration to this site then fails (docs/real-hosts.md)"
         ),

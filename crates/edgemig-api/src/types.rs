@@ -55,6 +55,23 @@ pub struct VmCreate {
     pub mptcp_apps: edgemig_guest_proto::mptcp_apps::MptcpScope,
 }
 
+impl VmCreate {
+    /// A VM of the site's built-in guest: one vCPU, no disks, no
+    /// application MPTCP; other fields by struct update.
+    pub fn builtin(name: &str, memory_mib: u64) -> Self {
+        VmCreate {
+            name: name.into(),
+            memory_mib,
+            vcpus: default_vcpus(),
+            disk_mib: None,
+            base_image: None,
+            image: None,
+            firmware: None,
+            mptcp_apps: Default::default(),
+        }
+    }
+}
+
 fn default_vcpus() -> u32 {
     1
 }

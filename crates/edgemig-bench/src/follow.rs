@@ -239,16 +239,7 @@ async fn run_strategy(
     let alice = state.netns_of("alice").unwrap_or_default().to_string();
     let vm = "commuter";
     let created = sites[0]
-        .create_vm(&VmCreate {
-            name: vm.into(),
-            memory_mib: opts.memory_mib,
-            vcpus: 1,
-            disk_mib: None,
-            base_image: None,
-            image: None,
-            firmware: None,
-            mptcp_apps: Default::default(),
-        })
+        .create_vm(&VmCreate::builtin(vm, opts.memory_mib))
         .await?;
     sites[0].start_vm(vm).await?;
     sites[0].guest(vm, &GuestRequest::Hello).await?;

@@ -202,18 +202,7 @@ async fn run_once(opts: &HandoffOptions, handoff: bool) -> Result<Run, HandoffBe
         .unwrap_or(0.0);
 
     let vm = "svc";
-    let created = a
-        .create_vm(&VmCreate {
-            name: vm.into(),
-            memory_mib: 128,
-            vcpus: 1,
-            disk_mib: None,
-            base_image: None,
-            image: None,
-            firmware: None,
-            mptcp_apps: Default::default(),
-        })
-        .await?;
+    let created = a.create_vm(&VmCreate::builtin(vm, 128)).await?;
     a.start_vm(vm).await?;
     // The reference VM boots meanwhile (only in the run with the handoff).
     let reference = if handoff {
@@ -323,16 +312,7 @@ const REFERENCE_VM: &str = "ref";
 
 /// The reference VM: the same kind as the migrated one.
 fn reference_vm() -> VmCreate {
-    VmCreate {
-        name: REFERENCE_VM.into(),
-        memory_mib: 128,
-        vcpus: 1,
-        disk_mib: None,
-        base_image: None,
-        image: None,
-        firmware: None,
-        mptcp_apps: Default::default(),
-    }
+    VmCreate::builtin(REFERENCE_VM, 128)
 }
 
 /// Waits until the echo service at `target` answers from `netns`.

@@ -351,17 +351,7 @@ async fn measure_loaded(
     let api = ApiClient::new(&site.api_socket).with_timeout(Duration::from_secs(300));
     let vm = "busy";
     let (memory_mib, writer_mib) = BUSY_GUEST_MIB;
-    api.create_vm(&VmCreate {
-        name: vm.into(),
-        memory_mib,
-        vcpus: 1,
-        disk_mib: None,
-        base_image: None,
-        image: None,
-        firmware: None,
-        mptcp_apps: Default::default(),
-    })
-    .await?;
+    api.create_vm(&VmCreate::builtin(vm, memory_mib)).await?;
     api.start_vm(vm).await?;
     api.guest(vm, &GuestRequest::Hello).await?;
     api.guest(

@@ -265,14 +265,10 @@ pub(crate) async fn run_systems_booting(
     let booting = image.is_some();
     let created = bed.sites[0]
         .create_vm(&VmCreate {
-            name: vm.into(),
-            memory_mib: workload.memory_mib,
-            vcpus: 1,
             disk_mib: disk.map(|d| d.disk_mib),
             base_image,
             image,
-            firmware: None,
-            mptcp_apps: Default::default(),
+            ..VmCreate::builtin(vm, workload.memory_mib)
         })
         .await?;
     let mut address = created

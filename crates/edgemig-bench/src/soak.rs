@@ -195,14 +195,8 @@ async fn soak(
     let created = a
         .api
         .create_vm(&VmCreate {
-            name: VM.into(),
-            memory_mib: opts.memory_mib,
-            vcpus: 1,
             disk_mib: Some(DISK_MIB),
-            base_image: None,
-            image: None,
-            firmware: None,
-            mptcp_apps: Default::default(),
+            ..VmCreate::builtin(VM, opts.memory_mib)
         })
         .await?;
     a.api.start_vm(VM).await?;

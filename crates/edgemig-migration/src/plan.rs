@@ -175,8 +175,7 @@ pub fn plan_migration(opts: &MigrateOptions, env: &HostEnv) -> MigrationPlan {
             rationale.push(format!("tcp: {n} multifd channels over one path"));
             Some(n)
         }
-        (Transport::Mptcp, false, Some(n)) => Some(n),
-        (Transport::Mptcp, false, None) => Some(MPTCP_MULTIFD_CHANNELS),
+        (Transport::Mptcp, false, requested) => Some(requested.unwrap_or(MPTCP_MULTIFD_CHANNELS)),
     };
 
     let compression = plan_compression(opts.compression, multifd_channels, usable, env);

@@ -56,21 +56,25 @@ pub fn reserves(reserved: &str, first: u16, last: u16) -> bool {
 pub const TESTBED_TCP_WMEM: &str = "4096 16384 524288";
 
 /// The `/proc/sys` file of `key` (`net.ipv4.tcp_notsent_lowat`).
-fn path(key: &str) -> String {
+pub fn proc_path(key: &str) -> String {
     format!("/proc/sys/{}", key.replace('.', "/"))
+}
+
+/// Reads sysctl `key` as text, trimmed.
+pub fn read(key: &str) -> io::Result<String> {
+    Ok(std::fs::read_to_string(proc_path(key))?.trim().to_string())
 }
 
 /// Reads sysctl `key` as an unsigned number.
 pub fn read_u64(key: &str) -> io::Result<u64> {
-    let text = std::fs::read_to_string(path(key))?;
-    text.trim()
+    read(key)?
         .parse()
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{key}: {e}")))
 }
 
 /// Writes sysctl `key`.
 pub fn write(key: &str, value: &str) -> io::Result<()> {
-    std::fs::write(path(key), value)
+    std::fs::write(proc_path(key), value)
 }
 
 #[cfg(test)]
@@ -80,7 +84,7 @@ mod tests {
     #[test]
     fn keys_map_to_proc_sys_files() {
         assert_eq!(
-            path("net.ipv4.tcp_notsent_lowat"),
+            proc_path("net.ipv4.tcp_notsent_lowat"),
             "/proc/sys/net/ipv4/tcp_notsent_lowat"
         );
     }

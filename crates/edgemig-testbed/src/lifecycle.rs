@@ -179,24 +179,27 @@ async fn build(opts: &UpOptions, state: &mut TestbedState) -> Result<(), Testbed
         NsNetlink::open(&netns)?.up("lo").await?;
     }
     for site in &plan.sites {
-        edgemig_netns::in_netns(&site.netns, || {
-            edgemig_netns::sysctl::write("net.ipv4.ip_forward", "1")?;
-            // As on a real site host (docs/real-hosts.md): migration
-            // streams keep little unsent data in their sockets, so the
-            // VM's last state is not queued behind megabytes of earlier
-            // pages at the switchover.
-            edgemig_netns::sysctl::write(
+        use edgemig_netns::sysctl;
+        // As on a real site host (docs/real-hosts.md): migration streams
+        // keep little data queued in their sockets, so the VM's last state
+        // is not queued behind earlier pages at the switchover, and the
+        // migration ports are kept from ephemeral use.
+        let settings = [
+            ("net.ipv4.ip_forward", "1".to_string()),
+            (
                 "net.ipv4.tcp_notsent_lowat",
-                &edgemig_netns::sysctl::MIGRATION_NOTSENT_LOWAT.to_string(),
-            )?;
-            edgemig_netns::sysctl::write(
-                "net.ipv4.tcp_wmem",
-                edgemig_netns::sysctl::TESTBED_TCP_WMEM,
-            )?;
-            edgemig_netns::sysctl::write(
+                sysctl::MIGRATION_NOTSENT_LOWAT.to_string(),
+            ),
+            ("net.ipv4.tcp_wmem", sysctl::TESTBED_TCP_WMEM.to_string()),
+            (
                 "net.ipv4.ip_local_reserved_ports",
-                &edgemig_netns::sysctl::migration_reserved_ports(),
-            )
+                sysctl::migration_reserved_ports(),
+            ),
+        ];
+        edgemig_netns::in_netns(&site.netns, || {
+            settings
+                .iter()
+                .try_for_each(|(key, value)| sysctl::write(key, value))
         })?
         .map_err(io(
             "set up forwarding and socket buffers in",

@@ -94,6 +94,45 @@ impl TestTestbed {
         serde_json::from_slice(&out.stdout).expect("JSON on stdout")
     }
 
+    /// Creates and starts VM `name` at `site` (192 MiB, a data disk of
+    /// `disk`, e.g. `64M`), starts its memory writer (32 MiB at 4 MiB/s)
+    /// and writes `written_mib` MiB to its disk with seed 9: the workload
+    /// the migration tests verify after each move.
+    pub fn busy_vm(&self, site: &str, name: &str, disk: &str, written_mib: &str) {
+        self.site_json(
+            site,
+            &["vm", "create", name, "--memory", "192M", "--disk", disk],
+        );
+        self.site_json(site, &["vm", "start", name]);
+        self.site_json(site, &["vm", "guest", name, "hello"]);
+        self.site_json(
+            site,
+            &[
+                "vm",
+                "guest",
+                name,
+                "mem-write",
+                "--mib",
+                "32",
+                "--rate",
+                "4",
+            ],
+        );
+        self.site_json(
+            site,
+            &[
+                "vm",
+                "guest",
+                name,
+                "disk-write",
+                "--mib",
+                written_mib,
+                "--seed",
+                "9",
+            ],
+        );
+    }
+
     /// State directory of the agent of `site` (`state_dir` in its config).
     pub fn site_state_dir(&self, site: &str) -> PathBuf {
         self.dir

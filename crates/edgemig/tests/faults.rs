@@ -19,31 +19,10 @@ fn cli_path() -> &'static std::path::Path {
 const VM: &str = "sturdy";
 const SITES: [&str; 2] = ["site-a", "site-b"];
 
-/// A VM with a running memory writer and a written data disk at `site`.
+/// The VM with a running memory writer and `disk_mib` written to its data
+/// disk at `site`.
 fn vm_with_workload(tb: &TestTestbed, site: &str, disk_mib: &str) {
-    tb.site_json(
-        site,
-        &["vm", "create", VM, "--memory", "192M", "--disk", "96M"],
-    );
-    tb.site_json(site, &["vm", "start", VM]);
-    tb.site_json(site, &["vm", "guest", VM, "hello"]);
-    tb.site_json(
-        site,
-        &["vm", "guest", VM, "mem-write", "--mib", "32", "--rate", "4"],
-    );
-    tb.site_json(
-        site,
-        &[
-            "vm",
-            "guest",
-            VM,
-            "disk-write",
-            "--mib",
-            disk_mib,
-            "--seed",
-            "9",
-        ],
-    );
+    tb.busy_vm(site, VM, "96M", disk_mib);
 }
 
 /// `edgemig migrate` in the background (its outcome is read from the
@@ -188,6 +167,13 @@ fn exactly_one(tb: &TestTestbed, disk_mib: &str) -> &'static str {
     here
 }
 
+/// No tunnel left at every site but `at`, where the VM runs.
+fn nothing_left_except(tb: &TestTestbed, at: &str) {
+    for site in SITES.iter().filter(|s| **s != at) {
+        nothing_left(tb, site);
+    }
+}
+
 /// No migration record or tunnel left at `site` once everything settled.
 fn nothing_left(tb: &TestTestbed, site: &str) {
     wait_until("tunnels closed", Duration::from_secs(120), || {
@@ -228,11 +214,7 @@ fn the_source_agent_killed_in_each_phase_recovers_without_splitting_the_vm() {
         }
         at = now;
     }
-    for site in SITES {
-        if site != at {
-            nothing_left(&tb, site);
-        }
-    }
+    nothing_left_except(&tb, at);
 }
 
 #[test]
@@ -259,11 +241,7 @@ fn the_destination_agent_killed_in_each_phase_recovers_without_splitting_the_vm(
         eprintln!("destination killed in {seen}: the VM runs at {now}");
         at = now;
     }
-    for site in SITES {
-        if site != at {
-            nothing_left(&tb, site);
-        }
-    }
+    nothing_left_except(&tb, at);
 }
 
 #[test]
@@ -479,16 +457,7 @@ fn a_guest_writing_a_100_mib_line_does_not_grow_the_agent() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let spec = edgemig_api::VmCreate {
-            name: "chatty".into(),
-            memory_mib: 256,
-            vcpus: 1,
-            disk_mib: None,
-            base_image: None,
-            image: None,
-            firmware: None,
-            mptcp_apps: Default::default(),
-        };
+        let spec = edgemig_api::VmCreate::builtin("chatty", 256);
         client.create_vm(&spec).await.unwrap();
         client.start_vm("chatty").await.unwrap();
         client

@@ -34,38 +34,7 @@ fn assert_exit(out: &Output, expected: u8, what: &str) {
 
 /// A VM with a running memory writer and a written data disk at `site`.
 fn vm_with_workload(tb: &TestTestbed, site: &str, name: &str) {
-    tb.site_json(
-        site,
-        &["vm", "create", name, "--memory", "192M", "--disk", "64M"],
-    );
-    tb.site_json(site, &["vm", "start", name]);
-    tb.site_json(site, &["vm", "guest", name, "hello"]);
-    tb.site_json(
-        site,
-        &[
-            "vm",
-            "guest",
-            name,
-            "mem-write",
-            "--mib",
-            "32",
-            "--rate",
-            "4",
-        ],
-    );
-    tb.site_json(
-        site,
-        &[
-            "vm",
-            "guest",
-            name,
-            "disk-write",
-            "--mib",
-            "16",
-            "--seed",
-            "9",
-        ],
-    );
+    tb.busy_vm(site, name, "64M", "16");
 }
 
 fn assert_intact(tb: &TestTestbed, site: &str, name: &str) {

@@ -74,13 +74,10 @@ fn default_testbed_comes_up_and_down_leaving_nothing() {
     // send buffers sized to the paths.
     for site in ["site-a", "site-b"] {
         let sysctl = |key: &str| {
-            stdout(&tb.exec(
-                site,
-                &["cat", &format!("/proc/sys/{}", key.replace('.', "/"))],
-            ))
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ")
+            stdout(&tb.exec(site, &["cat", &edgemig_netns::sysctl::proc_path(key)]))
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
         };
         assert_eq!(
             sysctl("net.ipv4.tcp_notsent_lowat"),

@@ -116,14 +116,9 @@ pub async fn boot(
     memory_mib: u64,
 ) -> Result<Duration, DemoError> {
     a.create_vm(&VmCreate {
-        name: vm.into(),
-        memory_mib,
-        vcpus: 1,
-        disk_mib: None,
-        base_image: None,
         image: Some(image.into()),
-        firmware: None,
         mptcp_apps: nginx_scope(),
+        ..VmCreate::builtin(vm, memory_mib)
     })
     .await?;
     let started = Instant::now();
