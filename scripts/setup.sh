@@ -44,7 +44,7 @@ qemu_ok() {
 need=()
 qemu_ok || need+=(qemu-system-x86)
 for bin in ip:iproute2 busybox:busybox-static cpio:cpio mptcpize:mptcpize socat:socat zstd:zstd \
-           etcd:etcd-server protoc:protobuf-compiler qemu-img:qemu-utils cc:build-essential curl:curl; do
+           etcd:etcd-server protoc:protobuf-compiler nft:nftables qemu-img:qemu-utils cc:build-essential curl:curl; do
   command -v "${bin%%:*}" >/dev/null || need+=("${bin#*:}")
 done
 [[ -x /bin/busybox ]] || need+=(busybox-static)

@@ -191,6 +191,10 @@ pub struct HandoffStatus {
     pub moved: u32,
     /// Connections still only on the old address at retirement.
     pub on_old: u32,
+    /// Times the new address was announced again (MPTCP connections had
+    /// not joined it).
+    #[serde(default)]
+    pub reannounced: u32,
 }
 
 /// `GET /v1/peer/migrations/{id}`: the destination's side of a migration.

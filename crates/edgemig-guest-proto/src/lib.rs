@@ -17,7 +17,8 @@
 //! confirms a plan, as it is idempotent); `NetStatus` lists the
 //! connections ([`NetReport`]) so the host can tell when no connection is
 //! left on the old address only ([`NetReport::sole_address`]) and retire
-//! it with `NicRetire`. From protocol 3 the NIC requests may name the NIC
+//! it with `NicRetire`; `NicReannounce` announces the new address again
+//! for MPTCP clients that missed the kernel's ADD_ADDRs. From protocol 3 the NIC requests may name the NIC
 //! by MAC ([`MacAddr`]), and `MptcpApps` gives unmodified applications
 //! MPTCP ([`mptcp_apps`]; docs/guest-agent.md).
 

@@ -94,6 +94,27 @@ pub enum GuestRequest {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         mac: Option<MacAddr>,
     },
+    /// Announce `address` (held by the NIC) to every established MPTCP
+    /// connection once more: the guest adds another `signal` endpoint for
+    /// it, on a free port, which the kernel announces with its own
+    /// ADD_ADDR. The kernel re-sends an unanswered ADD_ADDR only 3 times
+    /// (`add_addr_timeout` apart, 2 s here), so a client whose every path
+    /// was cut longer than that never learns the address; this is how the
+    /// host tells it again. A client that joins does so on that port; the
+    /// endpoint stays until the NIC is retired (retiring removes every
+    /// endpoint of its addresses). Answered with [`GuestReply::Nic`], its
+    /// `endpoints` the new endpoint's id. Older protocol-3 guests refuse it
+    /// ("unsupported request").
+    NicReannounce {
+        /// Interface name; informative only when `mac` is given.
+        nic: String,
+        /// The NIC's MAC address (see [`GuestRequest::NicUp`]).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mac: Option<MacAddr>,
+        /// The address to announce, with or without a prefix
+        /// (`10.20.0.5/24` or `10.20.0.5`); the NIC must hold it.
+        address: String,
+    },
     /// Stage a plan for a NIC: "when this NIC's carrier comes up, configure
     /// it so" (as [`GuestRequest::NicUp`] would). The guest sets the NIC
     /// administratively up (no address) so its carrier can be seen and
@@ -298,6 +319,20 @@ mod tests {
             serde_json::to_string(&plain).unwrap(),
             r#"{"id":6,"request":{"op":"nic_retire","nic":"eth0"}}"#
         );
+        let again = HostMessage {
+            id: 7,
+            request: GuestRequest::NicReannounce {
+                nic: "eth1".into(),
+                mac: Some(mac()),
+                address: "10.20.0.5".into(),
+            },
+        };
+        let line = serde_json::to_string(&again).unwrap();
+        assert_eq!(
+            line,
+            r#"{"id":7,"request":{"op":"nic_reannounce","nic":"eth1","mac":"52:54:01:00:00:03","address":"10.20.0.5"}}"#
+        );
+        assert_eq!(serde_json::from_str::<HostMessage>(&line).unwrap(), again);
         let bad = r#"{"id":1,"request":{"op":"nic_retire","nic":"x","mac":"52:54"}}"#;
         assert!(serde_json::from_str::<HostMessage>(bad).is_err());
     }

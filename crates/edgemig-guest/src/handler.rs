@@ -352,6 +352,16 @@ fn handle(msg: HostMessage, writer: &SharedWriter, agent: &Agent) -> Result<(), 
                 outcome(done, GuestReply::Nic)
             })
         }
+        GuestRequest::NicReannounce { nic, mac, address } => {
+            let lock = Arc::clone(&agent.net);
+            background(writer, id, move || {
+                let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+                outcome(
+                    net::nic_reannounce(NicRef { name: &nic, mac }, &address),
+                    GuestReply::Nic,
+                )
+            })
+        }
         GuestRequest::NicPlan {
             nic,
             mac,

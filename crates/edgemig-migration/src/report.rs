@@ -191,6 +191,10 @@ pub struct NetworkReport {
     pub moved: u32,
     /// Connections still using only the old address at retirement.
     pub on_old: u32,
+    /// Times the destination announced the new address again because MPTCP
+    /// connections had not joined it (their ADD_ADDR was lost).
+    #[serde(default)]
+    pub reannounced: u32,
 }
 
 impl MigrationReport {

@@ -143,6 +143,13 @@ impl NewEndpoint {
         self
     }
 
+    /// Same endpoint, announcing `port` (a `signal` endpoint; the kernel
+    /// listens there for the joins it invites).
+    pub fn with_port(mut self, port: u16) -> Self {
+        self.port = Some(port);
+        self
+    }
+
     /// Same endpoint, with the requested id.
     pub fn with_id(mut self, id: u8) -> Self {
         self.id = Some(id);

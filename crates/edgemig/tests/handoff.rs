@@ -215,3 +215,114 @@ fn clients_stay_connected_and_move_to_the_new_address() {
     assert_eq!(back["status"], "completed", "{back}");
     assert_eq!(back["network"]["handoff"], "done", "{back}");
 }
+
+/// `nft ARGS` at `node`, which must succeed; its stdout.
+fn nft(tb: &TestTestbed, node: &str, args: &[&str]) -> String {
+    let mut argv = vec!["nft"];
+    argv.extend_from_slice(args);
+    let out = tb.exec(node, &argv);
+    assert!(
+        out.status.success(),
+        "nft {args:?} (package nftables): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// ADD_ADDR options (MPTCP subtype 3) alice's drop rule counted.
+fn dropped_announcements(tb: &TestTestbed) -> u64 {
+    let listing = nft(tb, "alice", &["list", "chain", "inet", "emtest", "input"]);
+    listing
+        .split_whitespace()
+        .skip_while(|w| *w != "packets")
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no counter in {listing}"))
+}
+
+/// The guest's kernel gives an ADD_ADDR up after 3 re-sends: a client
+/// that misses them all (here alice drops every ADD_ADDR, as a cut of
+/// every path would lose them) stays on the old address. The destination
+/// must announce the new address again, and the connections must move and
+/// survive the old address's retirement.
+#[test]
+fn an_address_announcement_lost_in_the_handoff_is_made_again() {
+    let tb = TestTestbed::new(cli_path());
+    tb.up(Some(&two_sites("200mbit", "1ms", None, true)));
+    tb.site_json("site-a", &["vm", "create", "mover", "--memory", "128M"]);
+    tb.site_json("site-a", &["vm", "start", "mover"]);
+    tb.site_json("site-a", &["vm", "guest", "mover", "hello"]);
+    let old = "10.10.0.2:7000";
+    wait_until(
+        "the guest's service from alice",
+        Duration::from_secs(30),
+        || {
+            let c = TrafficClient::start(&tb, "alice", old, "echo", false, 1);
+            (c.summary()["errors"] == 0).then_some(())
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+
+    nft(&tb, "alice", &["add", "table", "inet", "emtest"]);
+    nft(
+        &tb,
+        "alice",
+        &[
+            "add",
+            "chain",
+            "inet",
+            "emtest",
+            "input",
+            "{ type filter hook input priority 0 ; }",
+        ],
+    );
+    nft(
+        &tb,
+        "alice",
+        &[
+            "add", "rule", "inet", "emtest", "input", "tcp", "option", "mptcp", "subtype", "3",
+            "counter", "drop",
+        ],
+    );
+    let echo = TrafficClient::start(&tb, "alice", old, "echo", false, 45);
+    let bulk = TrafficClient::start(&tb, "alice", old, "bulk", false, 45);
+    std::thread::sleep(Duration::from_secs(2));
+    let report = std::thread::scope(|s| {
+        let migration = s.spawn(|| migrate(&tb, "site-a", "site-b"));
+        // Each connection's ADD_ADDR and its 3 re-sends (2 s apart) are
+        // dropped: 8 for the two connections, the last one 6 s after the
+        // first. Then alice lets announcements through again, before the
+        // destination's first new one (8 s after its own).
+        wait_until(
+            "the guest's kernel to send its last announcement",
+            Duration::from_secs(300),
+            || (dropped_announcements(&tb) >= 8).then_some(()),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        nft(&tb, "alice", &["delete", "table", "inet", "emtest"]);
+        migration.join().expect("the migration thread")
+    });
+    assert_eq!(report["status"], "completed", "{report}");
+    let net = &report["network"];
+    assert_eq!(net["handoff"], "done", "{report}");
+    assert!(
+        net["reannounced"].as_u64() >= Some(1),
+        "the address must be announced again: {report}"
+    );
+    assert!(
+        net["moved"].as_u64() >= Some(2),
+        "both MPTCP connections must move: {report}"
+    );
+    assert_eq!(net["on_old"], 0, "{report}");
+    let conns = tb.site_json("site-b", &["vm", "guest", "mover", "net-status"]);
+    let by_addr = conns["by_address"].as_array().expect("by_address");
+    assert!(
+        !by_addr.iter().any(|e| e[0] == "10.10.0.2"),
+        "a subflow still uses the old address: {conns}"
+    );
+    let echo = echo.summary();
+    assert_eq!(echo["errors"], 0, "{echo}");
+    assert_eq!(echo["proto"], "mptcp");
+    let bulk = bulk.summary();
+    assert_eq!(bulk["errors"], 0, "{bulk}");
+}

@@ -14,7 +14,7 @@ pub mod watch;
 
 pub use conns::{ConnsError, has_net_admin, net_status};
 pub use link::NicRef;
-pub use nic::{NicError, nic_retire, nic_up};
+pub use nic::{NicError, nic_reannounce, nic_retire, nic_up};
 pub use plan::{PlanError, Planner};
 
 use edgemig_mptcp::{Limits, MptcpPm, PmError};

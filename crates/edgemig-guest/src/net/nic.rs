@@ -10,7 +10,8 @@
 //!   to `A` leaves through its own NIC;
 //! * main table: `default via G dev nic` (replacing the previous default),
 //!   so new connections use the new site;
-//! * MPTCP endpoint `A signal dev nic`, announced with ADD_ADDR.
+//! * MPTCP endpoint `A signal dev nic`, announced with ADD_ADDR;
+//!   announcing again ([`nic_reannounce`]) adds `A port P signal dev nic`.
 
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -209,15 +210,70 @@ pub fn ensure_policy_for_others(except: &str) -> Result<Vec<(u32, Cidr)>, NicErr
 
 /// Id of the `signal` endpoint for `addr` on `ifindex`, added if missing
 /// (an endpoint for `addr` with other flags or interface is replaced).
+/// Endpoints with a port (from [`nic_reannounce`]) are left alone.
 fn ensure_endpoint(addr: IpAddr, ifindex: u32) -> Result<u8, PmError> {
     let mut pm = MptcpPm::open()?;
-    if let Some(ep) = pm.endpoints()?.into_iter().find(|e| e.addr == addr) {
+    if let Some(ep) = pm
+        .endpoints()?
+        .into_iter()
+        .find(|e| e.addr == addr && e.port.is_none())
+    {
         if ep.flags.contains(EndpointFlags::SIGNAL) && ep.ifindex == Some(ifindex) {
             return Ok(ep.id);
         }
         pm.delete_endpoint(ep.id, Some(addr))?;
     }
     pm.add_endpoint(&NewEndpoint::new(addr, EndpointFlags::SIGNAL).with_ifindex(ifindex))
+}
+
+/// Announces `address` (with or without a prefix), held by `nic`, once
+/// more to every established MPTCP connection: a further `signal`
+/// endpoint for it on a free port, which the kernel announces (ADD_ADDR)
+/// to each connection and listens on for joins. The report's `endpoints`
+/// is the new endpoint's id.
+pub fn nic_reannounce(nic: NicRef<'_>, address: &str) -> Result<NicReport, NicError> {
+    let addr: Ipv4Addr = address
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .parse()
+        .map_err(|e| NicError::BadInput {
+            what: "address",
+            detail: format!("{address:?}: {e}"),
+        })?;
+    let asked = nic.to_string();
+    let mut rtnl = Rtnl::open().map_err(rt(&asked))?;
+    let link = link::resolve(&mut rtnl, nic).map_err(rt(&asked))?;
+    let nic = link.name.as_str();
+    let held = ops::addresses(&mut rtnl, link.index).map_err(rt(nic))?;
+    if !held.iter().any(|c| c.addr == addr) {
+        return Err(NicError::BadInput {
+            what: "address",
+            detail: format!("{addr} is not an address of {nic}"),
+        });
+    }
+    let port = free_port(addr).map_err(|e| NicError::BadInput {
+        what: "address",
+        detail: format!("no free TCP port on {addr}: {e}"),
+    })?;
+    let endpoint = NewEndpoint::new(IpAddr::V4(addr), EndpointFlags::SIGNAL)
+        .with_ifindex(link.index)
+        .with_port(port);
+    let id = MptcpPm::open()
+        .and_then(|mut pm| pm.add_endpoint(&endpoint))
+        .map_err(pm(nic))?;
+    Ok(NicReport {
+        nic: nic.to_owned(),
+        mac: link.mac,
+        addresses: current_addresses(&mut rtnl, link.index).map_err(rt(nic))?,
+        endpoints: vec![id],
+    })
+}
+
+/// A TCP port free on `addr` now (the kernel's pick for a bind to port 0;
+/// the socket is closed before the path manager binds the port).
+fn free_port(addr: Ipv4Addr) -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind((addr, 0))?.local_addr()?.port())
 }
 
 fn current_addresses(rtnl: &mut Rtnl, index: u32) -> Result<Vec<String>, RtnlError> {

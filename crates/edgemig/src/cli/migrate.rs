@@ -238,11 +238,15 @@ fn print_report(r: &MigrationReport) {
             ms.map_or_else(|| "-".to_string(), |m| format!("{:.1}s", m as f64 / 1000.0))
         };
         println!(
-            "  network: {} -> {} ({}), announced at {}, old address retired at {}, {} connections moved, {} still on the old address",
+            "  network: {} -> {} ({}), announced at {}{}, old address retired at {}, {} connections moved, {} still on the old address",
             n.old_address,
             n.new_address,
             n.handoff,
             at(n.announced_ms),
+            match n.reannounced {
+                0 => String::new(),
+                k => format!(" (and {k} more times)"),
+            },
             at(n.retired_ms),
             n.moved,
             n.on_old

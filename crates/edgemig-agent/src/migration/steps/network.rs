@@ -11,7 +11,8 @@
 //! Destination: once the VM runs, turn the handoff NIC's carrier on, have
 //! the guest configure its new address and announce it (MPTCP ADD_ADDR),
 //! wait until the connections moved (or the grace period for non-MPTCP
-//! clients ended), retire the old NIC, remove the tunnel here and ask the
+//! clients ended; MPTCP connections that stay behind, their ADD_ADDR lost,
+//! get the address announced again), retire the old NIC, remove the tunnel here and ask the
 //! source to close its end. Each stage is persisted in the migration's
 //! record, so a restarted agent carries on.
 
@@ -39,6 +40,15 @@ pub const DEFAULT_GRACE: Duration = Duration::from_secs(60);
 const SETTLE: Duration = Duration::from_secs(2);
 /// How often the guest's connections are counted.
 const POLL: Duration = Duration::from_millis(500);
+/// How long after an announcement MPTCP connections still only on the old
+/// address make the destination announce the new one again: the guest's
+/// kernel sends an ADD_ADDR and re-sends it 3 times, `add_addr_timeout`
+/// (2 s) apart, then gives up, so a client that has not joined after 8 s
+/// missed them all (every path to it cut, say).
+const REANNOUNCE_AFTER: Duration = Duration::from_secs(8);
+/// Most re-announcements in one handoff (each adds an endpoint in the
+/// guest, until its old NIC's retirement at the next move).
+const MAX_REANNOUNCES: u32 = 5;
 /// Limit of one guest request during the handoff.
 const GUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest wait for the destination's handoff before reporting.
@@ -173,6 +183,7 @@ fn network_report(h: &HandoffStatus, resumed_at: u64, finished: bool) -> Network
         retired_ms: h.retired_ms.filter(|_| finished).map(|m| m + resumed_at),
         moved: h.moved,
         on_old: h.on_old,
+        reannounced: h.reannounced,
     }
 }
 
@@ -196,6 +207,17 @@ fn old_and_moved(n: &edgemig_guest_proto::NetReport, old_ip: &str, new_ip: &str)
         count(&n.sole_address, old_ip),
         u32::try_from(moved).unwrap_or(u32::MAX),
     )
+}
+
+/// MPTCP connections whose every subflow is on `old_ip`: the ones a lost
+/// ADD_ADDR keeps there (plain TCP connections cannot move at all).
+fn mptcp_only_on(n: &edgemig_guest_proto::NetReport, old_ip: &str) -> u32 {
+    let stuck = n
+        .connections
+        .iter()
+        .filter(|c| c.mptcp && matches!(c.local_addresses.as_slice(), [only] if only == old_ip))
+        .count();
+    u32::try_from(stuck).unwrap_or(u32::MAX)
 }
 
 impl Manager {
@@ -444,17 +466,46 @@ impl Manager {
             .next_address
             .map(|a| a.to_string())
             .unwrap_or_default();
+        let mut last_announce = announced;
+        let mut can_reannounce = true;
         loop {
             tokio::time::sleep(POLL).await;
-            let (on_old, moved) = match self.guest_nic(live, GuestRequest::NetStatus).await {
-                Ok(GuestReply::Net(n)) => old_and_moved(&n, &old_ip, &new_ip),
-                _ => (0, 0),
-            };
+            let (on_old, moved, mptcp_on_old) =
+                match self.guest_nic(live, GuestRequest::NetStatus).await {
+                    Ok(GuestReply::Net(n)) => {
+                        let (on_old, moved) = old_and_moved(&n, &old_ip, &new_ip);
+                        (on_old, moved, mptcp_only_on(&n, &old_ip))
+                    }
+                    _ => (0, 0, 0),
+                };
             status.moved = moved;
             status.on_old = on_old;
             let settled = announced.elapsed() >= SETTLE;
             if (settled && status.on_old == 0) || announced.elapsed() >= grace {
                 break;
+            }
+            if can_reannounce
+                && mptcp_on_old > 0
+                && last_announce.elapsed() >= REANNOUNCE_AFTER
+                && status.reannounced < MAX_REANNOUNCES
+            {
+                let again = GuestRequest::NicReannounce {
+                    nic: format!("eth{other}"),
+                    mac: nic_mac(&live.guest, record, other),
+                    address: status.new_address.clone(),
+                };
+                match self.guest_nic(live, again).await {
+                    Ok(_) => {
+                        status.reannounced += 1;
+                        last_announce = Instant::now();
+                        self.set_handoff(id, status);
+                        tracing::info!(%id, vm = %record.name, mptcp_on_old, times = status.reannounced, "new address announced again");
+                    }
+                    Err(e) => {
+                        can_reannounce = false;
+                        tracing::warn!(%id, vm = %record.name, error = %e, "the guest cannot announce the new address again");
+                    }
+                }
             }
         }
         self.guest_nic(
@@ -519,7 +570,7 @@ impl Manager {
 mod tests {
     use edgemig_guest_proto::{ConnectionInfo, NetReport};
 
-    use super::old_and_moved;
+    use super::{mptcp_only_on, old_and_moved};
 
     fn conn(local: &[&str]) -> ConnectionInfo {
         ConnectionInfo {
@@ -551,5 +602,27 @@ mod tests {
             mptcp_counters: vec![],
         };
         assert_eq!(old_and_moved(&old, "10.10.0.2", "10.20.0.2"), (2, 1));
+    }
+
+    #[test]
+    fn only_mptcp_connections_left_on_the_old_address_call_for_another_announcement() {
+        let plain = ConnectionInfo {
+            mptcp: false,
+            ..conn(&["10.10.0.2"])
+        };
+        let n = NetReport {
+            by_address: vec![("10.10.0.2".into(), 4), ("10.20.0.2".into(), 1)],
+            connections: vec![
+                conn(&["10.10.0.2", "10.20.0.2"]),
+                conn(&["10.10.0.2"]),
+                conn(&["10.10.0.2"]),
+                plain,
+            ],
+            connections_total: 4,
+            sole_address: vec![("10.10.0.2".into(), 3)],
+            mptcp_counters: vec![],
+        };
+        assert_eq!(mptcp_only_on(&n, "10.10.0.2"), 2);
+        assert_eq!(mptcp_only_on(&n, "10.20.0.2"), 0);
     }
 }
