@@ -1,4 +1,6 @@
-//! Facts about the host the agent runs on: memory, process liveness.
+//! Facts about the host the agent runs on: memory, spare CPU (measured in
+//! the background, so a migration need not wait for a window), process
+//! liveness.
 
 use std::path::Path;
 
@@ -48,6 +50,42 @@ pub async fn spare_cores(window: std::time::Duration) -> f64 {
     match (before, cpu_times()) {
         (Some(a), Some(b)) => cores * idle_share(a, b),
         _ => cores,
+    }
+}
+
+/// The spare cores of the latest window of the background measurement
+/// ([`watch_spare_cores`]), as `f64` bits; `u64::MAX` before the first.
+static LATEST_SPARE: std::sync::OnceLock<std::sync::Arc<std::sync::atomic::AtomicU64>> =
+    std::sync::OnceLock::new();
+
+/// Starts measuring spare cores over back-to-back windows of `window`
+/// in the background (once per process; later calls do nothing), so
+/// [`spare_cores_now`] answers at once with the latest window.
+pub fn watch_spare_cores(window: std::time::Duration) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    LATEST_SPARE.get_or_init(|| {
+        let latest = std::sync::Arc::new(AtomicU64::new(u64::MAX));
+        let writer = latest.clone();
+        tokio::spawn(async move {
+            loop {
+                let spare = spare_cores(window).await;
+                writer.store(spare.to_bits(), Ordering::Relaxed);
+            }
+        });
+        latest
+    });
+}
+
+/// Spare cores in the latest window of the background measurement; when
+/// it is not running or has no window yet, measured over `window` now.
+pub async fn spare_cores_now(window: std::time::Duration) -> f64 {
+    let latest = LATEST_SPARE
+        .get()
+        .map(|l| l.load(std::sync::atomic::Ordering::Relaxed))
+        .filter(|bits| *bits != u64::MAX);
+    match latest {
+        Some(bits) => f64::from_bits(bits),
+        None => spare_cores(window).await,
     }
 }
 

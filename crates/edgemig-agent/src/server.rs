@@ -119,6 +119,9 @@ pub async fn run(
     let site = config.site.clone();
     let listen = config.listen;
     let manager = Manager::open(config).await?;
+    // A migration reads the spare CPU of the latest window instead of
+    // waiting for one before it starts.
+    crate::host::watch_spare_cores(crate::migration::source::SPARE_CPU_WINDOW);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut peer_task = None;
     if let Some(addr) = listen {

@@ -10,6 +10,8 @@
 //!   zstd level for `--compression auto`.
 //! - [`plan`]: [`plan_migration`] turns options and measured host facts
 //!   into QEMU capabilities and `migrate-set-parameters` arguments.
+//! - [`pause_budget`]: how much of the user's `max_downtime` QEMU's
+//!   `downtime-limit` may take, given the paths' round trip.
 //! - [`convergence`]: a small state machine fed with periodic
 //!   `query-migrate` samples that decides when to enable auto-converge and
 //!   when to start postcopy.
@@ -33,6 +35,7 @@ pub mod convergence;
 pub mod fence;
 pub mod job;
 pub mod options;
+pub mod pause_budget;
 pub mod plan;
 pub mod recovery;
 pub mod report;

@@ -3,7 +3,8 @@
 //! leaked: the source or the destination agent killed with SIGKILL in each
 //! phase and started again (as `Restart=on-failure` would), both paths cut
 //! at the switchover for longer than the peer timeout, a destination disk
-//! that fills up during the mirror, another site's certificate acting on
+//! that fills up during the mirror, an address taken at the destination,
+//! another site's certificate acting on
 //! someone else's migration, and a guest writing a 100 MiB line.
 
 use std::process::{Child, Command, Stdio};
@@ -350,6 +351,78 @@ fn a_destination_disk_that_fills_up_fails_the_migration_with_the_source_intact()
     let _ = std::fs::remove_file(&filler);
     drop(tmpfs);
     nothing_left(&tb, "site-b");
+}
+
+/// A host on site-b's VM network answers ARP for the address the VM would
+/// get there: the destination's probe (run while its QEMU starts) refuses
+/// the migration, stops that QEMU, and the VM runs on at site-a.
+#[test]
+fn a_taken_address_at_the_destination_fails_the_migration_with_the_source_intact() {
+    let tb = TestTestbed::new(cli_path());
+    tb.up(Some(&two_sites("50mbit", "5ms", None, false)));
+    vm_with_workload(&tb, "site-a", "16");
+    let bridges = tb.exec("site-b", &["ip", "-o", "link", "show", "type", "bridge"]);
+    let bridges = String::from_utf8_lossy(&bridges.stdout).into_owned();
+    let bridge = bridges
+        .lines()
+        .filter_map(|l| l.split(": ").nth(1))
+        .map(|n| n.split('@').next().unwrap_or(n))
+        .find(|n| !n.starts_with("emtb"))
+        .unwrap_or_else(|| panic!("no VM bridge at site-b: {bridges}"))
+        .to_string();
+    // The impostor: its own namespace, a veth into site-b's VM bridge,
+    // holding the first address a VM gets there (deleted with its
+    // namespace, whatever happens).
+    let prefix = edgemig_testkit::unique_prefix();
+    let impostor = edgemig_testkit::NetNs::new(&format!("{prefix}-imp"));
+    let (ours, theirs) = (format!("{prefix}i0"), format!("{prefix}i1"));
+    for argv in [
+        vec![
+            "ip",
+            "link",
+            "add",
+            &ours,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &theirs,
+            "netns",
+            impostor.name(),
+        ],
+        vec!["ip", "link", "set", &ours, "master", &bridge, "up"],
+    ] {
+        let out = tb.exec("site-b", &argv);
+        assert!(
+            out.status.success(),
+            "{argv:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    impostor.exec(&["ip", "addr", "add", "10.20.0.2/24", "dev", &theirs]);
+    impostor.exec(&["ip", "link", "set", &theirs, "up"]);
+
+    let out = tb.cli(&[
+        "--testbed",
+        &tb.name,
+        "--site",
+        "site-a",
+        "--json",
+        "migrate",
+        VM,
+        "--to",
+        "site-b",
+    ]);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    let said = format!("{report} {}", String::from_utf8_lossy(&out.stderr));
+    assert!(!out.status.success(), "the migration must fail: {said}");
+    assert!(
+        said.contains("10.20.0.2") && said.contains("already in use"),
+        "the error names the taken address: {said}"
+    );
+    assert_eq!(exactly_one(&tb, "16"), "site-a");
+    nothing_left(&tb, "site-b");
+    drop(impostor);
 }
 
 #[test]

@@ -5,6 +5,8 @@
 //! every [`SAMPLE`], remembers each subflow's last count (so subflows
 //! that closed still count), and sums them by local address, which names
 //! the path (the interface carrying that address, or the address itself).
+//! It also keeps the slowest subflow's smoothed round trip, from which the
+//! memory step budgets QEMU's part of the pause.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
@@ -24,6 +26,9 @@ struct Counts {
     ports: Vec<u16>,
     /// Socket cookie → (local address, bytes acknowledged).
     subflows: HashMap<u64, (IpAddr, u64)>,
+    /// The slowest smoothed round trip among the subflows of the last
+    /// sample that carried data, in µs.
+    slowest_rtt_us: Option<u32>,
     error: Option<String>,
 }
 
@@ -61,6 +66,7 @@ fn sample(diag: &mut SockDiag, counts: &Mutex<Counts>) {
                 .filter(|t| *t != 0)
                 .collect();
             let mut c = lock(counts);
+            let mut slowest: Option<u32> = None;
             for s in sockets {
                 let ours = ports.contains(&s.remote.port())
                     || s.mptcp.is_some_and(|m| tokens.contains(&m.token_local));
@@ -70,7 +76,13 @@ fn sample(diag: &mut SockDiag, counts: &Mutex<Counts>) {
                 if let Some(stats) = &s.stats {
                     let entry = c.subflows.entry(s.cookie).or_insert((s.local.ip(), 0));
                     entry.1 = entry.1.max(stats.bytes_acked);
+                    if stats.bytes_acked > 0 && stats.rtt_us > 0 {
+                        slowest = Some(slowest.map_or(stats.rtt_us, |r| r.max(stats.rtt_us)));
+                    }
                 }
+            }
+            if slowest.is_some() {
+                c.slowest_rtt_us = slowest;
             }
         }
         Err(e) => lock(counts).error = Some(e.to_string()),
@@ -127,6 +139,14 @@ impl PathMeter {
             .into_iter()
             .map(|(name, bytes)| PathBytes { name, bytes })
             .collect()
+    }
+
+    /// The slowest smoothed round trip among the migration's subflows
+    /// that carried data, as last sampled; `None` before any did.
+    pub fn slowest_rtt(&self) -> Option<Duration> {
+        lock(&self.counts)
+            .slowest_rtt_us
+            .map(|us| Duration::from_micros(u64::from(us)))
     }
 
     /// Why sampling failed, if it did.
@@ -192,6 +212,12 @@ mod tests {
             }
             std::thread::sleep(SAMPLE);
         }
+        // Loopback's round trip: tens of µs, measured by the kernel.
+        let rtt = meter.slowest_rtt();
+        assert!(
+            rtt.is_some_and(|r| r > Duration::ZERO && r < Duration::from_secs(1)),
+            "{rtt:?}"
+        );
         let paths = if paths.is_empty() {
             meter.finish()
         } else {

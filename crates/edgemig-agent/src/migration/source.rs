@@ -26,8 +26,9 @@ use super::registry::Switches;
 use super::steps::{disk, memory, network, prepare, switchover};
 use crate::manager::{Manager, ManagerError};
 
-/// How long the CPU is watched to tell the spare cores for compression.
-const SPARE_CPU_WINDOW: Duration = Duration::from_millis(500);
+/// How long the CPU is watched to tell the spare cores for compression
+/// (the agent watches it all the time: `host::watch_spare_cores`).
+pub(crate) const SPARE_CPU_WINDOW: Duration = Duration::from_millis(500);
 /// Longest wait for a postcopy migration to deliver its last page.
 const POSTCOPY_LIMIT: Duration = Duration::from_secs(3600);
 
@@ -109,7 +110,7 @@ impl Start {
                 return;
             }
         };
-        let spare = crate::host::spare_cores(SPARE_CPU_WINDOW).await;
+        let spare = crate::host::spare_cores_now(SPARE_CPU_WINDOW).await;
         let plan = plan_for(&self.manager, &self.options, &record, spare);
         let ctx = SourceCtx {
             job: std::sync::Mutex::new(SourceJob {

@@ -2,15 +2,16 @@
 //! `pause-before-switchover`, so that QEMU pauses the VM and waits before
 //! its final pass: the disks are handed over in that window), start the
 //! memory stream to the destination and follow it, helping convergence
-//! (auto-converge, postcopy) as the plan allows, until QEMU paused the VM
-//! for the switchover. Rollback: cancel the stream (QEMU resumes the VM by
+//! (auto-converge, postcopy) as the plan allows, and keeping QEMU's
+//! `downtime-limit` to the part of the user's pause the paths' measured
+//! round trip leaves it, until QEMU paused the VM for the switchover. Rollback: cancel the stream (QEMU resumes the VM by
 //! itself; the switchover step's rollback resumes it if not).
 
 use std::time::{Duration, Instant, SystemTime};
 
 use edgemig_api::peer::IncomingReady;
 use edgemig_migration::{
-    ConvergenceAction, ConvergenceConfig, ConvergenceMonitor, MigrationSample, Phase,
+    ConvergenceAction, ConvergenceConfig, ConvergenceMonitor, MigrationSample, Phase, pause_budget,
 };
 use edgemig_qmp::{KnownEvent, MigrationStatus};
 
@@ -74,6 +75,7 @@ pub async fn until_paused(ctx: &SourceCtx, tally: &mut MemoryTally) -> Result<Pa
     let started = Instant::now();
     let mut postcopy = false;
     let mut stopped_at: Option<SystemTime> = None;
+    let mut budget = PauseBudget::new(Duration::from_millis(ctx.plan.downtime_limit_ms));
     loop {
         if ctx.check_cancel().is_err() {
             return Err(SourceError::Cancelled);
@@ -84,6 +86,7 @@ pub async fn until_paused(ctx: &SourceCtx, tally: &mut MemoryTally) -> Result<Pa
         tally.bytes = ram.transferred.unwrap_or(tally.bytes);
         match status {
             MigrationStatus::PreSwitchover => {
+                tracing::info!(id = %ctx.id, vm = %ctx.vm, downtime_limit_ms = budget.limit.as_millis() as u64, rtt_ms = budget.rtt.map(|r| r.as_millis() as u64), "paused for the switchover");
                 let at = match stopped_at {
                     Some(at) => at,
                     None => stop_time(ctx).await,
@@ -120,6 +123,7 @@ pub async fn until_paused(ctx: &SourceCtx, tally: &mut MemoryTally) -> Result<Pa
                 .cpu_throttle_percentage
                 .and_then(|p| u8::try_from(p).ok()),
         };
+        budget.follow(ctx).await;
         let decision = monitor.observe(&sample);
         if decision.action == ConvergenceAction::StartPostcopy
             && !postcopy
@@ -141,6 +145,52 @@ pub async fn until_paused(ctx: &SourceCtx, tally: &mut MemoryTally) -> Result<Pa
             && event.known() == KnownEvent::Stop
         {
             stopped_at = event.timestamp.to_system_time();
+        }
+    }
+}
+
+/// Smallest change of QEMU's `downtime-limit` worth a QMP call.
+const LIMIT_STEP: Duration = Duration::from_millis(5);
+
+/// QEMU's `downtime-limit` kept to the part of the user's `max_downtime`
+/// left once the slowest path's round trip and the commit are counted
+/// ([`pause_budget`]). The round trip is the migration's own subflows'
+/// (sock_diag), queueing included, smoothed over the samples (weight 1/4
+/// for the newest) so a single burst does not move the limit.
+struct PauseBudget {
+    limit: Duration,
+    rtt: Option<Duration>,
+}
+
+impl PauseBudget {
+    fn new(planned: Duration) -> Self {
+        Self {
+            limit: planned,
+            rtt: None,
+        }
+    }
+
+    /// Takes the meter's latest round trip and sets QEMU's limit when it
+    /// moved by [`LIMIT_STEP`] or more. A QMP error leaves the limit as
+    /// it was.
+    async fn follow(&mut self, ctx: &SourceCtx) {
+        let Some(sample) = ctx.meter.as_ref().and_then(|m| m.slowest_rtt()) else {
+            return;
+        };
+        let rtt = self.rtt.map_or(sample, |old| (old * 3 + sample) / 4);
+        self.rtt = Some(rtt);
+        let wanted = pause_budget::qemu_downtime_limit(ctx.options.max_downtime, rtt);
+        if wanted.abs_diff(self.limit) < LIMIT_STEP {
+            return;
+        }
+        let ms = u64::try_from(wanted.as_millis()).unwrap_or(u64::MAX);
+        let params = serde_json::json!({ "downtime-limit": ms });
+        match qmp_steps::set_parameters(&ctx.live.qmp, &params).await {
+            Ok(()) => {
+                tracing::debug!(id = %ctx.id, rtt_ms = rtt.as_millis() as u64, downtime_limit_ms = ms, "QEMU's share of the pause");
+                self.limit = wanted;
+            }
+            Err(e) => tracing::warn!(id = %ctx.id, error = %e, "cannot set QEMU's downtime-limit"),
         }
     }
 }

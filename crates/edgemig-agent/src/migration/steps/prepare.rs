@@ -275,12 +275,28 @@ impl Manager {
         // Persisted first: a crash from here on is cleaned up on restart.
         self.store.put_job(&job).map_err(ManagerError::Store)?;
         let files = self.files(&record.name);
-        let prepared = async {
+        // The ARP probe of the VM's next address (it waits for answers,
+        // 2 × 250 ms) runs while QEMU starts; a taken address then stops
+        // the QEMU started meanwhile.
+        let address_free = async {
+            match record.next_address {
+                Some(next) => self.check_address_free(&record.name, next).await,
+                None => Ok(()),
+            }
+        };
+        let launched = async {
             self.create_files(&record, &files).await?;
             self.launch_incoming(&id, &record, &req, source_ip, bind)
                 .await
-        }
-        .await;
+        };
+        let prepared = match tokio::join!(launched, address_free) {
+            (Ok((_, live)), Err(taken)) => {
+                let _ = qemu::kill(live.pid, libc::SIGKILL);
+                qemu::wait_gone(live.pid, Duration::from_secs(10)).await;
+                Err(taken)
+            }
+            (launched, _) => launched,
+        };
         match prepared {
             Ok((ready, live)) => {
                 let mut record = record;
@@ -392,7 +408,6 @@ impl Manager {
                         net.subnet, vm.name
                     ))
                 })?;
-            self.check_address_free(&vm.name, next).await?;
             Some(next)
         };
         Ok(VmRecord {
