@@ -34,7 +34,7 @@ pub struct MigrateArgs {
     /// Destination site.
     #[arg(long)]
     pub to: Option<String>,
-    /// `mptcp` (all paths, multifd) or `tcp` (the plain-QEMU baseline).
+    /// `mptcp` (every path between the sites) or `tcp` (one path: the plain-QEMU baseline).
     #[arg(long, default_value = "mptcp")]
     pub transport: String,
     /// `auto`, `none`, `zstd` or `zstd:LEVEL`.
