@@ -225,6 +225,22 @@ impl Manager {
         req: IncomingRequest,
         bind: Option<std::net::IpAddr>,
     ) -> Result<IncomingReady, ManagerError> {
+        // Runs to its end even when the caller goes away (the source's
+        // agent killed, its request cut): dropped half-way, it would leave
+        // a QEMU that no record names. Finished, the incoming VM is
+        // registered, and the source's abort (or the incoming watch)
+        // removes it.
+        let manager = Arc::clone(self);
+        tokio::spawn(async move { manager.prepare_incoming_to_end(req, bind).await })
+            .await
+            .map_err(|e| ManagerError::Unavailable(format!("The preparation stopped: {e}")))?
+    }
+
+    async fn prepare_incoming_to_end(
+        self: &Arc<Self>,
+        req: IncomingRequest,
+        bind: Option<std::net::IpAddr>,
+    ) -> Result<IncomingReady, ManagerError> {
         let id: MigrationId = req
             .id
             .parse()
