@@ -354,8 +354,8 @@ fn a_destination_disk_that_fills_up_fails_the_migration_with_the_source_intact()
 }
 
 /// A host on site-b's VM network answers ARP for the address the VM would
-/// get there: the destination's probe (run while its QEMU starts) refuses
-/// the migration, stops that QEMU, and the VM runs on at site-a.
+/// get there: the destination's probe refuses the migration before any
+/// QEMU starts there, and the VM runs on at site-a.
 #[test]
 fn a_taken_address_at_the_destination_fails_the_migration_with_the_source_intact() {
     let tb = TestTestbed::new(cli_path());

@@ -30,7 +30,7 @@ use crate::vm::{self, Boot, VmRecord};
 const PREPARE_TIMEOUT: Duration = Duration::from_secs(120);
 /// ARP probes sent for a migrating VM's new address, and their spacing.
 const ARP_PROBES: u32 = 2;
-const ARP_PROBE_INTERVAL: Duration = Duration::from_millis(250);
+const ARP_PROBE_INTERVAL: Duration = Duration::from_millis(100);
 /// Longest a destination watches for its incoming migration to complete.
 const ARRIVAL_WATCH: Duration = Duration::from_secs(24 * 3600);
 /// First port of the per-VM migration ports (memory, then NBD); site
@@ -291,28 +291,12 @@ impl Manager {
         // Persisted first: a crash from here on is cleaned up on restart.
         self.store.put_job(&job).map_err(ManagerError::Store)?;
         let files = self.files(&record.name);
-        // The ARP probe of the VM's next address (it waits for answers,
-        // 2 × 250 ms) runs while QEMU starts; a taken address then stops
-        // the QEMU started meanwhile.
-        let address_free = async {
-            match record.next_address {
-                Some(next) => self.check_address_free(&record.name, next).await,
-                None => Ok(()),
-            }
-        };
-        let launched = async {
+        let prepared = async {
             self.create_files(&record, &files).await?;
             self.launch_incoming(&id, &record, &req, source_ip, bind)
                 .await
-        };
-        let prepared = match tokio::join!(launched, address_free) {
-            (Ok((_, live)), Err(taken)) => {
-                let _ = qemu::kill(live.pid, libc::SIGKILL);
-                qemu::wait_gone(live.pid, Duration::from_secs(10)).await;
-                Err(taken)
-            }
-            (launched, _) => launched,
-        };
+        }
+        .await;
         match prepared {
             Ok((ready, live)) => {
                 let mut record = record;
@@ -424,6 +408,7 @@ impl Manager {
                         net.subnet, vm.name
                     ))
                 })?;
+            self.check_address_free(&vm.name, next).await?;
             Some(next)
         };
         Ok(VmRecord {
