@@ -11,7 +11,7 @@ use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use common::{Ns, is_root};
+use common::{Ns, is_root, link};
 use edgemig_guest::net;
 use edgemig_guest_proto::NetReport;
 use edgemig_mptcp::{EndpointFlags, Limits, MptcpPm, NewEndpoint};
@@ -20,18 +20,6 @@ use socket2::{Domain, Protocol, Socket, Type};
 /// Upper bound for the client to join the announced address (it takes
 /// milliseconds; the bound only keeps a broken kernel from hanging).
 const DEADLINE: Duration = Duration::from_secs(30);
-
-/// A veth pair `guest_dev` in `guest` and `client_dev` in `client`, both
-/// up with `.2` (guest) and `.1` (client) of `net`.0/24.
-fn link(guest: &Ns, guest_dev: &str, client: &Ns, client_dev: &str, net: &str) {
-    guest.ip(&[
-        "link", "add", guest_dev, "type", "veth", "peer", "name", client_dev, "netns", &client.0,
-    ]);
-    guest.ip(&["addr", "add", &format!("{net}.2/24"), "dev", guest_dev]);
-    guest.ip(&["link", "set", guest_dev, "up"]);
-    client.ip(&["addr", "add", &format!("{net}.1/24"), "dev", client_dev]);
-    client.ip(&["link", "set", client_dev, "up"]);
-}
 
 fn mptcp_socket() -> Socket {
     Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::MPTCP)).expect("MPTCP socket")

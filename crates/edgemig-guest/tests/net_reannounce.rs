@@ -13,7 +13,7 @@ use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Ns, is_root};
+use common::{Ns, is_root, link};
 use edgemig_guest::net::{self, NicRef};
 use edgemig_guest_proto::NetReport;
 use edgemig_mptcp::{Limits, MptcpPm};
@@ -23,18 +23,6 @@ use socket2::{Domain, Protocol, Socket, Type};
 /// apart here) and for the client to join; only keeps a broken kernel from
 /// hanging the test.
 const DEADLINE: Duration = Duration::from_secs(30);
-
-/// A veth pair `guest_dev` in `guest` and `client_dev` in `client`, both
-/// up with `.2` (guest) and `.1` (client) of `net`.0/24.
-fn link(guest: &Ns, guest_dev: &str, client: &Ns, client_dev: &str, net: &str) {
-    guest.ip(&[
-        "link", "add", guest_dev, "type", "veth", "peer", "name", client_dev, "netns", &client.0,
-    ]);
-    guest.ip(&["addr", "add", &format!("{net}.2/24"), "dev", guest_dev]);
-    guest.ip(&["link", "set", guest_dev, "up"]);
-    client.ip(&["addr", "add", &format!("{net}.1/24"), "dev", client_dev]);
-    client.ip(&["link", "set", client_dev, "up"]);
-}
 
 /// `nft` inside `ns` with `script` on stdin; its stdout.
 fn nft(ns: &Ns, args: &[&str], script: &str) -> String {

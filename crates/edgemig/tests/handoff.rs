@@ -105,9 +105,9 @@ fn migrate(tb: &TestTestbed, from: &str, to: &str) -> Value {
     report
 }
 
-#[test]
-fn clients_stay_connected_and_move_to_the_new_address() {
-    let tb = TestTestbed::new(cli_path());
+/// A testbed with alice and VM `mover` (128 MiB) at site-a, its echo
+/// service answering alice; the service's address.
+fn mover_serving_alice(tb: &TestTestbed) -> &'static str {
     tb.up(Some(&two_sites("200mbit", "1ms", None, true)));
     tb.site_json("site-a", &["vm", "create", "mover", "--memory", "128M"]);
     tb.site_json("site-a", &["vm", "start", "mover"]);
@@ -117,11 +117,18 @@ fn clients_stay_connected_and_move_to_the_new_address() {
         "the guest's service from alice",
         Duration::from_secs(30),
         || {
-            let c = TrafficClient::start(&tb, "alice", old, "echo", false, 1);
+            let c = TrafficClient::start(tb, "alice", old, "echo", false, 1);
             (c.summary()["errors"] == 0).then_some(())
         },
     )
     .unwrap_or_else(|e| panic!("{e}"));
+    old
+}
+
+#[test]
+fn clients_stay_connected_and_move_to_the_new_address() {
+    let tb = TestTestbed::new(cli_path());
+    let old = mover_serving_alice(&tb);
 
     let stock = StockClient::start(&tb, old);
     let echo = TrafficClient::start(&tb, "alice", old, "echo", false, 25);
@@ -248,20 +255,7 @@ fn dropped_announcements(tb: &TestTestbed) -> u64 {
 #[test]
 fn an_address_announcement_lost_in_the_handoff_is_made_again() {
     let tb = TestTestbed::new(cli_path());
-    tb.up(Some(&two_sites("200mbit", "1ms", None, true)));
-    tb.site_json("site-a", &["vm", "create", "mover", "--memory", "128M"]);
-    tb.site_json("site-a", &["vm", "start", "mover"]);
-    tb.site_json("site-a", &["vm", "guest", "mover", "hello"]);
-    let old = "10.10.0.2:7000";
-    wait_until(
-        "the guest's service from alice",
-        Duration::from_secs(30),
-        || {
-            let c = TrafficClient::start(&tb, "alice", old, "echo", false, 1);
-            (c.summary()["errors"] == 0).then_some(())
-        },
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+    let old = mover_serving_alice(&tb);
 
     nft(&tb, "alice", &["add", "table", "inet", "emtest"]);
     nft(

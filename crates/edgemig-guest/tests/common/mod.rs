@@ -60,6 +60,18 @@ impl Drop for Ns {
     }
 }
 
+/// A veth pair `guest_dev` in `guest` and `client_dev` in `client`, both
+/// up with `.2` (guest) and `.1` (client) of `net`.0/24.
+pub fn link(guest: &Ns, guest_dev: &str, client: &Ns, client_dev: &str, net: &str) {
+    guest.ip(&[
+        "link", "add", guest_dev, "type", "veth", "peer", "name", client_dev, "netns", &client.0,
+    ]);
+    guest.ip(&["addr", "add", &format!("{net}.2/24"), "dev", guest_dev]);
+    guest.ip(&["link", "set", guest_dev, "up"]);
+    client.ip(&["addr", "add", &format!("{net}.1/24"), "dev", client_dev]);
+    client.ip(&["link", "set", client_dev, "up"]);
+}
+
 /// `ip args...`, which must succeed; its stdout.
 pub fn run(args: &[&str]) -> String {
     let out = Command::new("ip").args(args).output().expect("run ip");
