@@ -1,6 +1,7 @@
 //! A real guest under TCG, driven through the `edgemig` CLI and `edgemigd`:
 //! boot, guest agent readiness, memory and disk workloads verified, network
-//! reachability of nic0, stop and delete.
+//! reachability of nic0, stop and delete; an agent restart re-attaching to
+//! its VM, and one killed while it started a VM ending that QEMU.
 
 mod common;
 
@@ -201,4 +202,49 @@ fn restarted_agent_reattaches_to_running_vm() {
     agent.spawn();
     let shown = cli_json(&agent, &["vm", "show", "keeper"]);
     assert_eq!(shown["state"], "crashed");
+}
+
+#[test]
+fn an_agent_killed_while_it_starts_a_vm_leaves_no_second_qemu() {
+    let mut agent = TestAgent::start(agent_binary());
+    cli_json(&agent, &["vm", "create", "halfway", "--memory", "128M"]);
+    let mut start = std::process::Command::new(env!("CARGO_BIN_EXE_edgemig"))
+        .arg("--socket")
+        .arg(agent.socket())
+        .args(["vm", "start", "halfway"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("run edgemig vm start");
+    // Killed as soon as QEMU wrote its pid file: its pid is in no record yet.
+    let limit = Instant::now() + Duration::from_secs(60);
+    let pid = loop {
+        if let Some(pid) = agent.qemu_pids().first() {
+            break *pid;
+        }
+        assert!(Instant::now() < limit, "QEMU never started");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    agent.kill_agent(libc::SIGKILL);
+    let _ = start.wait();
+    assert!(alive(pid), "QEMU outlives its agent");
+
+    agent.spawn();
+    wait_until(
+        "the half-started QEMU ended",
+        Duration::from_secs(30),
+        || (!alive(pid)).then_some(()),
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", agent.diagnostics()));
+    let shown = cli_json(&agent, &["vm", "show", "halfway"]);
+    assert_eq!(shown["state"], "stopped", "the start never answered");
+    assert!(agent.qemu_pids().is_empty());
+
+    // Started again, the VM has exactly one QEMU, and it boots.
+    let started = cli_json(&agent, &["vm", "start", "halfway"]);
+    wait_guest_ready(&agent, "halfway");
+    assert_eq!(
+        agent.qemu_pids(),
+        vec![started["pid"].as_u64().expect("pid") as u32]
+    );
 }

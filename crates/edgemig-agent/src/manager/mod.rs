@@ -747,17 +747,29 @@ impl Manager {
     async fn reattach_all(self: &Arc<Self>) -> Result<(), ManagerError> {
         let jobs = self.store.jobs().map_err(ManagerError::Store)?;
         for mut record in self.store.all().map_err(ManagerError::Store)? {
+            let files = self.files(&record.name);
             if !matches!(
                 record.state,
                 VmState::Running | VmState::Paused | VmState::Incoming
             ) {
+                // A QEMU the record does not know of: an agent ended while
+                // it started one (`vm start`). The start never answered,
+                // so the VM stays what its record says.
+                if let Some(pid) = qemu::running_from_pidfile(&files) {
+                    tracing::warn!(vm = %record.name, pid, state = %record.state, "ending a QEMU left by an interrupted start");
+                    let _ = qemu::kill(pid, libc::SIGKILL);
+                    qemu::wait_gone(pid, QUIT_TIMEOUT).await;
+                }
                 continue;
             }
-            let files = self.files(&record.name);
             let incoming = record.state == VmState::Incoming;
             let has_job = jobs.iter().any(|j| {
                 j.vm == record.name && j.destination().is_some_and(|d| d.ended_at_ms.is_none())
             });
+            // No pid yet: the agent ended while it started this QEMU.
+            if record.pid.is_none() {
+                record.pid = qemu::running_from_pidfile(&files);
+            }
             let alive = record
                 .pid
                 .is_some_and(|pid| host::process_matches(pid, &files.qmp()));

@@ -95,14 +95,21 @@ impl Manager {
         self.end_destination(id, DestinationPhase::Aborted)?;
         let live = self.live.lock().await.remove(vm);
         if let Ok(record) = self.record(vm) {
-            if let Some(pid) = live.map(|l| l.pid).or(record.pid) {
+            let files = self.files(vm);
+            let pid = live
+                .map(|l| l.pid)
+                .or(record
+                    .pid
+                    .filter(|pid| crate::host::process_matches(*pid, &files.qmp())))
+                .or_else(|| qemu::running_from_pidfile(&files));
+            if let Some(pid) = pid {
                 let _ = qemu::kill(pid, libc::SIGKILL);
                 qemu::wait_gone(pid, Duration::from_secs(10)).await;
             }
             let (vxlan, bridge) = record.tunnel_names();
             let _ = self.netdev.delete(&vxlan).await;
             let _ = self.netdev.delete(&bridge).await;
-            let _ = std::fs::remove_dir_all(self.files(vm).dir);
+            let _ = std::fs::remove_dir_all(&files.dir);
             self.store.remove(vm).map_err(ManagerError::Store)?;
         }
         self.sync_leases();

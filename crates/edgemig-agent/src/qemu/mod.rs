@@ -9,4 +9,4 @@ pub mod tap;
 
 pub use binary::{MIN_MAJOR, QemuBinaryError, QemuVersion, check_binary};
 pub use cmdline::{BootMedia, VmFiles, VmLaunch, build_args, nic_id};
-pub use process::{LaunchError, kill, wait_gone};
+pub use process::{LaunchError, kill, running_from_pidfile, wait_gone};

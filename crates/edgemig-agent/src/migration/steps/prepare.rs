@@ -288,15 +288,35 @@ impl Manager {
                 ended_at_ms: None,
             }),
         };
-        // Persisted first: a crash from here on is cleaned up on restart.
+        // Persisted first, the job and then the VM's record (incoming, no
+        // pid yet): a crash from here on is cleaned up on restart, which
+        // finds a QEMU started meanwhile by the pid file in the VM's
+        // directory (`qemu::running_from_pidfile`).
         self.store.put_job(&job).map_err(ManagerError::Store)?;
         let files = self.files(&record.name);
-        let prepared = async {
+        // The ARP probe of the VM's next address (it waits for answers)
+        // runs while QEMU starts; a taken address then stops the QEMU
+        // started meanwhile.
+        let address_free = async {
+            match record.next_address {
+                Some(next) => self.check_address_free(&record.name, next).await,
+                None => Ok(()),
+            }
+        };
+        let launched = async {
+            self.store.put(&record).map_err(ManagerError::Store)?;
             self.create_files(&record, &files).await?;
             self.launch_incoming(&id, &record, &req, source_ip, bind)
                 .await
-        }
-        .await;
+        };
+        let prepared = match tokio::join!(launched, address_free) {
+            (Ok((_, live)), Err(taken)) => {
+                let _ = qemu::kill(live.pid, libc::SIGKILL);
+                qemu::wait_gone(live.pid, Duration::from_secs(10)).await;
+                Err(taken)
+            }
+            (launched, _) => launched,
+        };
         match prepared {
             Ok((ready, live)) => {
                 let mut record = record;
@@ -408,7 +428,6 @@ impl Manager {
                         net.subnet, vm.name
                     ))
                 })?;
-            self.check_address_free(&vm.name, next).await?;
             Some(next)
         };
         Ok(VmRecord {
