@@ -1,9 +1,11 @@
 //! Host network devices of the site's VM network, through rtnetlink: the VM
-//! bridge with its gateway address, and QEMU's TAP devices attached to it.
+//! bridge with its gateway address, QEMU's TAP devices attached to it, and
+//! the bridge's forwarding entry of a VM's MAC address.
 
 use std::net::{IpAddr, Ipv4Addr};
 
 use futures_util::TryStreamExt;
+use rtnetlink::packet_route::neighbour::{NeighbourFlags, NeighbourState};
 use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVxlan};
 
 /// Errors of network device set-up.
@@ -206,6 +208,75 @@ impl Netdev {
         Ok(())
     }
 
+    /// Points the forwarding entry of `mac` in the bridge that holds port
+    /// `port` at that port (`bridge fdb replace MAC dev PORT master
+    /// dynamic`): frames for the MAC leave by `port` from now on, until the
+    /// bridge learns the MAC elsewhere or the entry ages out.
+    pub async fn steer(&self, port: &str, mac: [u8; 6]) -> Result<(), NetdevError> {
+        let index = self
+            .index_of(port)
+            .await?
+            .ok_or_else(|| NetdevError::NotFound(port.to_string()))?;
+        self.handle
+            .neighbours()
+            .add_bridge(index, &mac)
+            .flags(NeighbourFlags::Controller)
+            .state(NeighbourState::Reachable)
+            .replace()
+            .execute()
+            .await
+            .map_err(|source| NetdevError::Request {
+                what: format!("steer {} to {port}", format_mac(mac)),
+                source,
+            })
+    }
+
+    /// Pins `mac` to port `port` of its bridge (`bridge fdb replace MAC dev
+    /// PORT master static sticky`): frames for the MAC always leave by
+    /// `port`, whatever the bridge sees elsewhere. The entry goes with the
+    /// port.
+    pub async fn pin(&self, port: &str, mac: [u8; 6]) -> Result<(), NetdevError> {
+        let index = self
+            .index_of(port)
+            .await?
+            .ok_or_else(|| NetdevError::NotFound(port.to_string()))?;
+        self.handle
+            .neighbours()
+            .add_bridge(index, &mac)
+            .flags(NeighbourFlags::Controller | NeighbourFlags::Sticky)
+            .state(NeighbourState::Noarp)
+            .replace()
+            .execute()
+            .await
+            .map_err(|source| NetdevError::Request {
+                what: format!("pin {} to {port}", format_mac(mac)),
+                source,
+            })
+    }
+
+    /// Removes the forwarding entry of `mac` at port `port` of its bridge,
+    /// if there is one (the bridge learns the MAC again from its frames).
+    pub async fn unsteer(&self, port: &str, mac: [u8; 6]) -> Result<(), NetdevError> {
+        let Some(index) = self.index_of(port).await? else {
+            return Ok(());
+        };
+        let mut entry = rtnetlink::packet_route::neighbour::NeighbourMessage::default();
+        entry.header.family = rtnetlink::packet_route::AddressFamily::Bridge;
+        entry.header.ifindex = index;
+        entry.header.flags = NeighbourFlags::Controller;
+        entry.attributes.push(
+            rtnetlink::packet_route::neighbour::NeighbourAttribute::LinkLayerAddress(mac.to_vec()),
+        );
+        match self.handle.neighbours().del(entry).execute().await {
+            Err(rtnetlink::Error::NetlinkError(m)) if m.raw_code() == -libc::ENOENT => Ok(()),
+            Err(source) => Err(NetdevError::Request {
+                what: format!("remove the entry of {} at {port}", format_mac(mac)),
+                source,
+            }),
+            Ok(()) => Ok(()),
+        }
+    }
+
     /// Brings device `name` up and, with `bridge`, attaches it there.
     pub async fn attach(&self, name: &str, bridge: Option<u32>) -> Result<(), NetdevError> {
         let index = self
@@ -227,10 +298,50 @@ impl Netdev {
     }
 }
 
+/// The six bytes of a MAC address written `aa:bb:cc:dd:ee:ff`.
+pub fn parse_mac(text: &str) -> Option<[u8; 6]> {
+    let mut mac = [0u8; 6];
+    let mut parts = text.split(':');
+    for byte in &mut mac {
+        let part = parts.next()?;
+        if part.len() != 2 {
+            return None;
+        }
+        *byte = u8::from_str_radix(part, 16).ok()?;
+    }
+    parts.next().is_none().then_some(mac)
+}
+
+/// `mac` as `aa:bb:cc:dd:ee:ff`.
+fn format_mac(mac: [u8; 6]) -> String {
+    mac.map(|b| format!("{b:02x}")).join(":")
+}
+
 /// The fixed MAC of a site's VM bridge with gateway `gateway`: locally
 /// administered, `02:ed` then the gateway's four octets (unique per VM
 /// network).
 pub fn gateway_mac(gateway: Ipv4Addr) -> [u8; 6] {
     let [a, b, c, d] = gateway.octets();
     [0x02, 0xed, a, b, c, d]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn macs_are_read_as_written_and_nothing_else_is() {
+        let mac = [0x52, 0x54, 0x01, 0xab, 0x0c, 0xff];
+        assert_eq!(parse_mac("52:54:01:ab:0c:ff"), Some(mac));
+        assert_eq!(format_mac(mac), "52:54:01:ab:0c:ff");
+        for bad in [
+            "",
+            "52:54:01:ab:0c",
+            "52:54:01:ab:0c:ff:00",
+            "52:54:1:ab:0c:ff",
+            "52:54:01:ab:0c:fg",
+        ] {
+            assert_eq!(parse_mac(bad), None, "{bad}");
+        }
+    }
 }

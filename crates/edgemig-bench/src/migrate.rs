@@ -251,6 +251,9 @@ pub struct MigrateRun {
     pub reports: Vec<MigrationReport>,
     /// The system of each entry of `reports`.
     pub report_systems: Vec<String>,
+    /// The client's longest stall in each entry of `reports` (`null` where
+    /// it did not watch), to set beside that run's downtime.
+    pub report_stalls_ms: Vec<Option<u64>>,
 }
 
 /// The whole benchmark.
@@ -559,6 +562,7 @@ fn summarize_runs(scenario: Scenario, runs: &[SystemRun], aggregate_bps: u64) ->
         attempted: BTreeMap::new(),
         reports: runs.iter().map(|r| r.report.clone()).collect(),
         report_systems: runs.iter().map(|r| r.label.to_string()).collect(),
+        report_stalls_ms: runs.iter().map(|r| r.stall.map(|s| s.max_ms)).collect(),
     }
 }
 
@@ -648,6 +652,13 @@ mod tests {
         assert_eq!(line.aggregate_share, None);
         assert_eq!(line.reports.len(), runs.len());
         assert_eq!(line.report_systems[2], "best_single_path");
+        assert_eq!(line.report_stalls_ms.len(), runs.len());
+        assert_eq!(
+            line.report_stalls_ms[0], None,
+            "baseline runs are not watched"
+        );
+        assert_eq!(line.report_stalls_ms[4], runs[4].stall.map(|s| s.max_ms));
+        assert!(line.report_stalls_ms[4].is_some());
         // The shape: every median with its min and max beside it.
         let v = serde_json::to_value(&line).unwrap();
         for key in [

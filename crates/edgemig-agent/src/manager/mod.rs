@@ -556,6 +556,18 @@ impl Manager {
                     .attach(&record.tap_name(active), Some(tunnel))
                     .await
                     .map_err(ManagerError::Netdev)?;
+                // The VM's frames that cross the tunnel before the
+                // switchover (a broadcast of the copy still running at the
+                // source) must not teach this bridge that its MAC is
+                // behind the tunnel: frames for it that arrive while it
+                // moves (`network::steer_to_tunnel`) are then kept for the
+                // TAP, not dropped as going back where they came from.
+                if let Some(mac) = crate::netdev::parse_mac(&record.mac(active)) {
+                    self.netdev
+                        .pin(&record.tap_name(active), mac)
+                        .await
+                        .map_err(ManagerError::Netdev)?;
+                }
                 self.netdev
                     .attach(&record.tap_name(other), Some(self.bridge_index))
                     .await

@@ -39,6 +39,8 @@ struct Done {
     /// The guest NIC a handoff plan was staged for.
     plan_staged: Option<String>,
     tunnel: bool,
+    /// The VM bridge sends the VM's frames into the tunnel.
+    steered: bool,
     /// Block nodes whose mirror runs.
     mirrors: Vec<&'static str>,
     memory: bool,
@@ -309,6 +311,9 @@ impl SourceCtx {
         };
         let paused = memory::until_paused(self, &mut tally.memory).await?;
         done.paused = true;
+        if done.tunnel {
+            done.steered = network::steer_to_tunnel(self).await;
+        }
         self.mark_vm(VmState::Paused);
         self.advance(SourceEvent::SourcePaused {
             at: self.offset_of(paused.at),
@@ -448,6 +453,9 @@ impl SourceCtx {
             memory::rollback(self).await;
         }
         disk::rollback(self, &done.mirrors).await;
+        if done.steered {
+            network::unsteer(self).await;
+        }
         if done.paused || done.memory {
             switchover::rollback(self).await;
         }

@@ -97,6 +97,49 @@ pub async fn close_tunnel(ctx: &SourceCtx) {
     }
 }
 
+/// Source, the VM just paused for the switchover: the site's VM bridge
+/// sends the VM's frames into the tunnel from now on, instead of to the
+/// paused QEMU, which would drop them with its copy. They wait in the
+/// destination's TAP (its QEMU reads them once it runs the VM), so a
+/// client's packets sent during the pause are answered at the resume,
+/// rather than after its TCP's next retransmission (200 ms, then 400 ms,
+/// 800 ms... after the loss). True when the bridge was told.
+pub async fn steer_to_tunnel(ctx: &SourceCtx) -> bool {
+    let Some(tunnel) = ctx.source_job().tunnel else {
+        return false;
+    };
+    let Some(mac) = crate::netdev::parse_mac(&tunnel.mac) else {
+        return false;
+    };
+    match ctx
+        .manager
+        .netdev
+        .steer(&source_tunnel_name(tunnel.vni), mac)
+        .await
+    {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(id = %ctx.id, error = %crate::http::chain(&e), "cannot steer the VM's frames into the tunnel; the paused copy gets them until the destination runs");
+            false
+        }
+    }
+}
+
+/// Source rollback: the bridge learns the VM's MAC at its own TAP again
+/// (its frames, once resumed, would teach it too).
+pub async fn unsteer(ctx: &SourceCtx) {
+    let Some(tunnel) = ctx.source_job().tunnel else {
+        return;
+    };
+    if let Some(mac) = crate::netdev::parse_mac(&tunnel.mac) {
+        let _ = ctx
+            .manager
+            .netdev
+            .unsteer(&source_tunnel_name(tunnel.vni), mac)
+            .await;
+    }
+}
+
 /// Source: tells the guest where its handoff NIC goes; returns the NIC, or
 /// `None` when the guest cannot take a plan (then the destination
 /// configures the NIC itself after resuming the VM).
