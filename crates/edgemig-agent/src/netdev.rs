@@ -213,22 +213,14 @@ impl Netdev {
     /// dynamic`): frames for the MAC leave by `port` from now on, until the
     /// bridge learns the MAC elsewhere or the entry ages out.
     pub async fn steer(&self, port: &str, mac: [u8; 6]) -> Result<(), NetdevError> {
-        let index = self
-            .index_of(port)
-            .await?
-            .ok_or_else(|| NetdevError::NotFound(port.to_string()))?;
-        self.handle
-            .neighbours()
-            .add_bridge(index, &mac)
-            .flags(NeighbourFlags::Controller)
-            .state(NeighbourState::Reachable)
-            .replace()
-            .execute()
-            .await
-            .map_err(|source| NetdevError::Request {
-                what: format!("steer {} to {port}", format_mac(mac)),
-                source,
-            })
+        self.put_entry(
+            port,
+            mac,
+            NeighbourFlags::Controller,
+            NeighbourState::Reachable,
+            "steer",
+        )
+        .await
     }
 
     /// Pins `mac` to port `port` of its bridge (`bridge fdb replace MAC dev
@@ -236,6 +228,26 @@ impl Netdev {
     /// `port`, whatever the bridge sees elsewhere. The entry goes with the
     /// port.
     pub async fn pin(&self, port: &str, mac: [u8; 6]) -> Result<(), NetdevError> {
+        self.put_entry(
+            port,
+            mac,
+            NeighbourFlags::Controller | NeighbourFlags::Sticky,
+            NeighbourState::Noarp,
+            "pin",
+        )
+        .await
+    }
+
+    /// Puts (or replaces) the bridge's forwarding entry of `mac` at port
+    /// `port` with `flags` and `state`; `verb` names it in errors.
+    async fn put_entry(
+        &self,
+        port: &str,
+        mac: [u8; 6],
+        flags: NeighbourFlags,
+        state: NeighbourState,
+        verb: &str,
+    ) -> Result<(), NetdevError> {
         let index = self
             .index_of(port)
             .await?
@@ -243,13 +255,13 @@ impl Netdev {
         self.handle
             .neighbours()
             .add_bridge(index, &mac)
-            .flags(NeighbourFlags::Controller | NeighbourFlags::Sticky)
-            .state(NeighbourState::Noarp)
+            .flags(flags)
+            .state(state)
             .replace()
             .execute()
             .await
             .map_err(|source| NetdevError::Request {
-                what: format!("pin {} to {port}", format_mac(mac)),
+                what: format!("{verb} {} to {port}", format_mac(mac)),
                 source,
             })
     }

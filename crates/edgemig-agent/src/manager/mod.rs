@@ -562,12 +562,10 @@ impl Manager {
                 // behind the tunnel: frames for it that arrive while it
                 // moves (`network::steer_to_tunnel`) are then kept for the
                 // TAP, not dropped as going back where they came from.
-                if let Some(mac) = crate::netdev::parse_mac(&record.mac(active)) {
-                    self.netdev
-                        .pin(&record.tap_name(active), mac)
-                        .await
-                        .map_err(ManagerError::Netdev)?;
-                }
+                self.netdev
+                    .pin(&record.tap_name(active), record.mac_bytes(active))
+                    .await
+                    .map_err(ManagerError::Netdev)?;
                 self.netdev
                     .attach(&record.tap_name(other), Some(self.bridge_index))
                     .await

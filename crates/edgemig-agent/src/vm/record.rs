@@ -113,8 +113,13 @@ impl VmRecord {
     /// MAC address of NIC `index`: QEMU's locally administered prefix, the
     /// NIC index, then the VM's MAC seed.
     pub fn mac(&self, index: u8) -> String {
+        self.mac_bytes(index).map(|b| format!("{b:02x}")).join(":")
+    }
+
+    /// The six bytes of [`VmRecord::mac`].
+    pub fn mac_bytes(&self, index: u8) -> [u8; 6] {
         let [_, a, b, c] = self.mac_seed.to_be_bytes();
-        format!("52:54:{index:02x}:{a:02x}:{b:02x}:{c:02x}")
+        [0x52, 0x54, index, a, b, c]
     }
 }
 

@@ -105,18 +105,10 @@ pub async fn close_tunnel(ctx: &SourceCtx) {
 /// rather than after its TCP's next retransmission (200 ms, then 400 ms,
 /// 800 ms... after the loss). True when the bridge was told.
 pub async fn steer_to_tunnel(ctx: &SourceCtx) -> bool {
-    let Some(tunnel) = ctx.source_job().tunnel else {
+    let Some((port, mac)) = steering(ctx) else {
         return false;
     };
-    let Some(mac) = crate::netdev::parse_mac(&tunnel.mac) else {
-        return false;
-    };
-    match ctx
-        .manager
-        .netdev
-        .steer(&source_tunnel_name(tunnel.vni), mac)
-        .await
-    {
+    match ctx.manager.netdev.steer(&port, mac).await {
         Ok(()) => true,
         Err(e) => {
             tracing::warn!(id = %ctx.id, error = %crate::http::chain(&e), "cannot steer the VM's frames into the tunnel; the paused copy gets them until the destination runs");
@@ -128,16 +120,16 @@ pub async fn steer_to_tunnel(ctx: &SourceCtx) -> bool {
 /// Source rollback: the bridge learns the VM's MAC at its own TAP again
 /// (its frames, once resumed, would teach it too).
 pub async fn unsteer(ctx: &SourceCtx) {
-    let Some(tunnel) = ctx.source_job().tunnel else {
-        return;
-    };
-    if let Some(mac) = crate::netdev::parse_mac(&tunnel.mac) {
-        let _ = ctx
-            .manager
-            .netdev
-            .unsteer(&source_tunnel_name(tunnel.vni), mac)
-            .await;
+    if let Some((port, mac)) = steering(ctx) {
+        let _ = ctx.manager.netdev.unsteer(&port, mac).await;
     }
+}
+
+/// The tunnel's device and the VM's MAC that the steering is about.
+fn steering(ctx: &SourceCtx) -> Option<(String, [u8; 6])> {
+    let tunnel = ctx.source_job().tunnel?;
+    let mac = crate::netdev::parse_mac(&tunnel.mac)?;
+    Some((source_tunnel_name(tunnel.vni), mac))
 }
 
 /// Source: tells the guest where its handoff NIC goes; returns the NIC, or
